@@ -35,9 +35,7 @@ def prepared_dir(name: str | None = None) -> Path:
 def shared_data_dir() -> Path | None:
     """The real public datasets kept beside the checkout (``../shared/data``), if present."""
     env = os.environ.get("ZOO_SHARED_DATA")
-    candidates = [Path(env)] if env else []
-    candidates.append(project_dir().parent / "shared" / "data")
-    for c in candidates:
-        if c.is_dir():
-            return c.resolve()
-    return None
+    # An explicit setting wins, even when it points nowhere: that is how a user (or a test)
+    # says "there is no shared data here".
+    candidate = Path(env).expanduser() if env else project_dir().parent / "shared" / "data"
+    return candidate.resolve() if candidate.is_dir() else None

@@ -1,0 +1,74 @@
+"""Entry-point parameter parsing: typed values, presets, and errors that name the bad input."""
+
+import pytest
+import yaml
+
+from zoo.families.params import PRESETS, parse_bool, parse_fold, parse_int, resolve_config
+from zoo.paths import project_dir
+
+
+def test_auto_takes_preset_values():
+    cfg = resolve_config("tml", {"epochs": "auto", "preset": "paper"})
+    assert cfg.epochs == PRESETS["paper"]["epochs"]
+    assert cfg.backbone == "densenet121" and cfg.img_size == 224 and cfg.patience == 50
+    cpu = resolve_config("tml", {})
+    assert cpu.backbone == "resnet18" and cpu.img_size == 64 and cpu.preset == "cpu"
+
+
+def test_strings_are_parsed():
+    cfg = resolve_config("tml", {"epochs": "3", "fold": "all", "limit": "200", "register": "false",
+                                 "lr": "0.01", "pretrained": "none", "img_size": "32.0"})
+    assert (cfg.epochs, cfg.fold, cfg.limit, cfg.register, cfg.lr) == (3, "all", 200, False, 0.01)
+    assert cfg.pretrained is None and cfg.img_size == 32
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("epochs", "ten", "whole number"),
+    ("epochs", "0", ">= 1"),
+    ("img_size", "3.5", "whole number"),
+    ("fold", "-1", "fold number"),
+    ("register", "maybe", "true or false"),
+    ("preset", "gpu", "one of cpu, paper"),
+    ("lr", "-1", "lr"),
+])
+def test_bad_values_name_the_parameter(key, value, needle):
+    with pytest.raises(ValueError) as err:
+        resolve_config("tml", {key: value})
+    assert key in str(err.value) and needle in str(err.value)
+
+
+def test_unknown_parameter_is_rejected_with_the_known_list():
+    with pytest.raises(ValueError, match="unknown parameter.*'epoch'.*known parameters: .*epochs"):
+        resolve_config("tml", {"epoch": "3"})
+
+
+def test_family_parameters_pass_through():
+    cfg = resolve_config("guided", {"guide": "kk_sim"}, family_param_names=("guide",))
+    assert cfg.family_params == {"guide": "kk_sim"}
+
+
+def test_scalar_parsers():
+    assert parse_int("n", "7") == 7 and parse_int("n", "none", allow_none=True) is None
+    assert parse_bool("b", "Yes") is True and parse_bool("b", "0") is False
+    assert parse_fold("ALL") == "all" and parse_fold("2") == 2
+
+
+def test_mlproject_common_parameters_are_shared_by_training_entry_points():
+    spec = yaml.safe_load((project_dir() / "MLproject").read_text())
+    common = set(spec["common_parameters"])
+    for family in ("tml", "guided"):
+        entry = spec["entry_points"][family]
+        assert common <= set(entry["parameters"]), family
+        for name in entry["parameters"]:  # every declared parameter reaches the command
+            assert "{" + name + "}" in entry["command"], (family, name)
+
+
+def test_conda_env_pins_match_pyproject():
+    import tomllib
+
+    root = project_dir()
+    py = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    conda = yaml.safe_load((root / "conda.yaml").read_text())
+    pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
+    declared = set(py["dependencies"]) | set(py["optional-dependencies"]["explain"])
+    assert set(pip) == declared
