@@ -70,7 +70,7 @@ def _graph_guide(*, name: str, layout: str, matrix: str, maturity: bool, classes
         raise ValueError(
             f"guide {name!r}: the {kind} matrix has no ratings for {extra}. Either restrict the dataset "
             f"to classes it covers ({', '.join(c for c in wanted if c in covered) or 'none of yours'}), "
-            "map those labels to covered classes, or call create_guide(..., unknown='drop') to leave them "
+            "map those labels to covered classes, or pass unknown='drop' (CLI: --unknown drop) to leave them "
             "out of the guide / unknown='place' to add them as nodes tied only to their ontology lineage.")
     if unknown == "drop":
         if extra:
@@ -88,7 +88,7 @@ def _graph_guide(*, name: str, layout: str, matrix: str, maturity: bool, classes
         lineage = same_lineage_mask(wanted, ont)
         is_extra = np.array([c in extra for c in wanted])
         tie = lineage & (is_extra[:, None] | is_extra[None, :])
-        values = full.to_numpy()
+        values = full.to_numpy().copy()  # pandas may hand out a read-only view
         values[tie] = 1
         full = pd.DataFrame(values, index=full.index, columns=full.columns)
     coords = layouts.finalize(layouts.GRAPH_LAYOUTS[layout](full, seed))
@@ -136,3 +136,23 @@ def describe(name: str) -> str:
                 "random": "random points (seeded)"}[name]
     algo = {"kk": "Kamada-Kawai", "fr": "Fruchterman-Reingold", "drl": "DrL"}[m["layout"]]
     return f"{algo} layout of the {m['matrix']} graph" + (" + same-lineage edges" if m["maturity"] else "")
+
+
+def resolve_guide(guide: "Guide | str", classes: Sequence[str] | None = None, *, seed: int = 0,
+                  unknown: str = "error") -> Guide:
+    """A guide whose row ``i`` belongs to label index ``i``: what the guided losses need.
+
+    ``guide`` is a :class:`Guide` (restricted/reordered to ``classes`` when given: every class
+    must be in it) or a registry name (built for ``classes``). Losses call this so the label
+    indices of a dataset and the guide rows always agree."""
+    if isinstance(guide, str):
+        return create_guide(guide, classes=classes, seed=seed, unknown=unknown)
+    if not isinstance(guide, Guide):
+        raise TypeError(f"guide must be a zoo.guides.Guide or a guide name, got {type(guide).__name__}")
+    if classes is None or list(classes) == guide.classes:
+        return guide
+    missing = [c for c in classes if c not in guide.classes]
+    if missing:
+        raise ValueError(f"guide {guide.name!r} has no point for {missing}; build it for these classes "
+                         f"with create_guide({guide.name!r}, classes=..., unknown='place')")
+    return guide.restrict(list(classes))

@@ -6,16 +6,14 @@ Euclidean norm 1) so all 14 guides live on the same scale.
 
 Disconnected graphs are the normal case here (with the packaged matrices, basophils and
 eosinophils are isolated in the similarity graph and the severity graph has seven components),
-and each algorithm needs its own treatment:
-
-* **KK** (networkx): networkx fills unreachable pairs with a distance of 1e6, which flings isolated
-  classes away and squashes everything else to a point on rescaling. We pass our own distance
-  table where unreachable pairs are one step further apart than the longest shortest path.
-* **FR** (networkx, classic "force" method): the cooling temperature bounds how far repelled
-  isolated nodes move, so the whole graph is laid out at once from a seeded random start.
-* **DrL** (python-igraph): places components hundreds of units apart, each a few units wide, so a
-  global rescale would collapse every component. We lay each component out separately (seeded),
-  give every component the same edge-length unit, and pack them (:func:`pack_components`).
+and none of the three algorithms copes with them as-is: networkx's KK fills unreachable pairs
+with a distance of 1e6 (isolated classes fly off, the rest collapses to a point on rescaling),
+networkx's FR keeps pushing isolated nodes outward until the connected part is a blob, and DrL
+puts components hundreds of units apart, each a few units wide. So all three run the same way
+(:func:`layout_components`): each connected component is laid out on its own (seeded), scaled to
+a common unit (mean edge length 1), and the components are packed side by side with one edge
+length between them (:func:`pack_components`). Isolated classes thus sit one "non-edge" away
+from the others instead of at an arbitrary distance.
 """
 
 from __future__ import annotations
@@ -57,70 +55,76 @@ def _components(g: nx.Graph) -> list[list[int]]:
 
 
 # -- the three graph layouts ----------------------------------------------------------------------
+# Each takes one CONNECTED graph with nodes 0..n-1 (n >= 3) and a seed, returns (n, 2).
 
-def kamada_kawai(adjacency: pd.DataFrame, seed: int = 0) -> np.ndarray:
-    """networkx Kamada-Kawai with finite distances between components.
-
-    KK is deterministic (it starts from networkx's circular layout and runs a deterministic
-    optimizer), so ``seed`` has no effect; it is accepted for a uniform signature."""
-    g = graph_from_adjacency(adjacency)
-    k = g.number_of_nodes()
-    if k == 1:
-        return np.zeros((1, 2))
-    sp = dict(nx.shortest_path_length(g))
-    finite = [d for row in sp.values() for d in row.values()]
-    far = (max(finite) if finite else 0) + 1
-    dist = {u: {v: sp[u].get(v, far) for v in g} for u in g}
-    pos = nx.kamada_kawai_layout(g, dist=dist)
-    return np.array([pos[n] for n in range(k)], dtype=float)
+def _kamada_kawai(g: nx.Graph, seed: int) -> np.ndarray:
+    # KK is deterministic: networkx starts it from the circular layout and runs a deterministic
+    # optimizer, so the seed has no effect.
+    pos = nx.kamada_kawai_layout(g)
+    return np.array([pos[n] for n in range(g.number_of_nodes())], dtype=float)
 
 
-def fruchterman_reingold(adjacency: pd.DataFrame, seed: int = 0) -> np.ndarray:
-    """networkx Fruchterman-Reingold ("force" method) from a seeded random initial layout."""
-    g = graph_from_adjacency(adjacency)
-    k = g.number_of_nodes()
-    if k == 1:
-        return np.zeros((1, 2))
-    start = np.random.default_rng(seed).uniform(0.0, 1.0, size=(k, 2))
-    pos = nx.spring_layout(g, pos={n: start[n] for n in range(k)}, seed=seed, method="force",
-                           iterations=200)
-    return np.array([pos[n] for n in range(k)], dtype=float)
+def _fruchterman_reingold(g: nx.Graph, seed: int) -> np.ndarray:
+    # The paper: "the required initial embedding ... is produced randomly" -> seeded uniform start.
+    n = g.number_of_nodes()
+    start = np.random.default_rng(seed).uniform(0.0, 1.0, size=(n, 2))
+    pos = nx.spring_layout(g, pos={i: start[i] for i in range(n)}, seed=seed, method="force", iterations=200)
+    return np.array([pos[i] for i in range(n)], dtype=float)
 
 
-def _drl_component(g: igraph.Graph, seed: int) -> np.ndarray:
+def _drl(g: nx.Graph, seed: int) -> np.ndarray:
     # igraph draws its random numbers from a Python RNG object (the `random` module by default);
     # a private seeded Random makes DrL reproducible without touching the global state, and the
     # explicit start matrix pins the initial layout too.
-    rng = random.Random(seed)
-    start = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(g.vcount(), 2)).tolist()
-    igraph.set_random_number_generator(rng)
+    n = g.number_of_nodes()
+    ig = igraph.Graph(n=n, edges=list(g.edges()))
+    start = np.random.default_rng(seed).uniform(-1.0, 1.0, size=(n, 2)).tolist()
+    igraph.set_random_number_generator(random.Random(seed))
     try:
-        coords = g.layout_drl(seed=start, dim=2).coords
+        coords = ig.layout_drl(seed=start, dim=2).coords
     finally:
         igraph.set_random_number_generator(random)
     return np.asarray(coords, dtype=float)
 
 
-def drl(adjacency: pd.DataFrame, seed: int = 0) -> np.ndarray:
-    """python-igraph DrL per connected component (seeded), components packed together."""
+def layout_components(adjacency: pd.DataFrame, seed: int,
+                      algorithm: Callable[[nx.Graph, int], np.ndarray]) -> np.ndarray:
+    """Lay out each connected component with ``algorithm``, unit mean edge length, then pack."""
     g = graph_from_adjacency(adjacency)
-    k = g.number_of_nodes()
+    comps = _components(g)
     pieces = []
-    for comp in _components(g):
+    for comp in comps:
         if len(comp) == 1:
-            pieces.append((comp, np.zeros((1, 2))))
-            continue
-        sub = nx.convert_node_labels_to_integers(g.subgraph(comp), ordering="sorted")
-        ig = igraph.Graph(n=len(comp), edges=list(sub.edges()))
-        xy = _drl_component(ig, seed)
-        # One edge-length unit for every component: DrL's absolute scale differs per run/size.
-        lengths = [np.linalg.norm(xy[a] - xy[b]) for a, b in sub.edges()]
-        unit = float(np.mean(lengths)) if lengths and np.mean(lengths) > 0 else 1.0
-        pieces.append((comp, (xy - xy.mean(0)) / unit))
-    out = np.zeros((k, 2))
-    for comp, xy in zip((c for c, _ in pieces), pack_components([xy for _, xy in pieces])):
+            xy = np.zeros((1, 2))
+        elif len(comp) == 2:  # nothing to optimise: one edge of unit length
+            xy = np.array([[-0.5, 0.0], [0.5, 0.0]])
+        else:
+            sub = nx.convert_node_labels_to_integers(g.subgraph(comp), ordering="sorted")
+            xy = algorithm(sub, seed)
+            xy = xy - xy.mean(axis=0)
+            lengths = [np.linalg.norm(xy[a] - xy[b]) for a, b in sub.edges()]
+            unit = float(np.mean(lengths))
+            xy = xy / unit if unit > 0 else xy
+        pieces.append(xy)
+    out = np.zeros((g.number_of_nodes(), 2))
+    for comp, xy in zip(comps, pack_components(pieces)):
         out[comp] = xy
     return out
+
+
+def kamada_kawai(adjacency: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """networkx Kamada-Kawai per component (deterministic; ``seed`` unused)."""
+    return layout_components(adjacency, seed, _kamada_kawai)
+
+
+def fruchterman_reingold(adjacency: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """networkx Fruchterman-Reingold ("force") per component, from a seeded random start."""
+    return layout_components(adjacency, seed, _fruchterman_reingold)
+
+
+def drl(adjacency: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """python-igraph DrL per component, seeded."""
+    return layout_components(adjacency, seed, _drl)
 
 
 def pack_components(layouts: Sequence[np.ndarray], gap: float = 1.0) -> list[np.ndarray]:
@@ -129,7 +133,7 @@ def pack_components(layouts: Sequence[np.ndarray], gap: float = 1.0) -> list[np.
     Greedy, deterministic: the first (largest) component stays at the origin, each next one goes
     to the first point of an outward spiral whose disc keeps ``gap`` (one edge length) from every
     disc placed so far. Written here because neither networkx nor python-igraph exposes packing
-    of separately computed layouts (igraph's DLA merge is randomized and C-internal)."""
+    of separately computed layouts (igraph's DLA merge is randomized and not in the Python API)."""
     placed: list[tuple[np.ndarray, float]] = []
     out = []
     for xy in layouts:

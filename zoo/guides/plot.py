@@ -8,18 +8,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-matplotlib.use("Agg")  # headless: the library never opens windows
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+from zoo.knowledge import load_ontology
+from zoo.knowledge.ontology import Ontology
 
-from zoo.knowledge import load_ontology  # noqa: E402
-from zoo.knowledge.ontology import Ontology  # noqa: E402
+from .guide import Guide
 
-from .guide import Guide  # noqa: E402
+# Figures are built with the object-oriented API (Figure(), not pyplot): headless, no global
+# backend switch, nothing to close, safe in servers and notebooks alike.
 
-_FAMILIES = ["Purples", "Greys", "Reds", "Blues", "Oranges", "Greens", "YlOrBr", "PuRd", "BuGn", "RdPu"]
+# Lineage order of the ontology: neutrophil, blast, erythroid, basophil, eosinophil, monocyte, lymphoid, ...
+_FAMILIES = ["Purples", "Greys", "Reds", "Blues", "Oranges", "Greens", "RdPu", "YlOrBr", "BuGn", "PuBu"]
 
 
 def class_colours(classes: Sequence[str], ontology: Ontology | None = None) -> dict[str, tuple]:
@@ -30,12 +32,13 @@ def class_colours(classes: Sequence[str], ontology: Ontology | None = None) -> d
     for c in ordered:
         by_lineage.setdefault(ont.lineage(c), []).append(c)
     colours: dict[str, tuple] = {}
-    for li, (lineage, members) in enumerate(by_lineage.items()):
-        cmap = plt.get_cmap(_FAMILIES[li % len(_FAMILIES)])
+    lineage_index = {lin: i for i, lin in enumerate(ont.lineages)}  # stable colours across subsets
+    for lineage, members in by_lineage.items():
+        cmap = matplotlib.colormaps[_FAMILIES[lineage_index[lineage] % len(_FAMILIES)]]
         shades = np.linspace(0.45, 0.95, len(members)) if len(members) > 1 else [0.7]
         for c, s in zip(members, shades):
             colours[c] = cmap(float(s))
-    fallback = plt.get_cmap("tab10")
+    fallback = matplotlib.colormaps["tab10"]
     for i, c in enumerate(c for c in classes if c not in colours):
         colours[c] = fallback(i % 10)
     return colours
@@ -70,8 +73,9 @@ def draw_guide(guide: Guide, ax, *, ontology: Ontology | None = None, edges: boo
 
 def plot_guide(guide: Guide, *, ontology: Ontology | None = None, edges: bool = True,
                labels: bool = False) -> Figure:
-    """One guide with a legend on the right. Returns the figure (caller saves/logs/closes)."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    """One guide with a legend on the right. Returns the figure (caller saves or logs it)."""
+    fig = Figure(figsize=(7.5, 4.8))
+    ax = fig.add_subplot()
     draw_guide(guide, ax, ontology=ontology, edges=edges, labels=labels)
     ax.legend(loc="center left", bbox_to_anchor=(1.02, 0.5), fontsize=7, frameon=False)
     fig.tight_layout()
@@ -86,12 +90,13 @@ def plot_guides(guides: Sequence[Guide], *, ncols: int = 4, ontology: Ontology |
     all_classes = list(dict.fromkeys(c for g in guides for c in g.classes))
     colours = class_colours(all_classes, ontology)
     nrows = -(-len(guides) // ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols + 2.5, 3 * nrows), squeeze=False)
+    fig = Figure(figsize=(3 * ncols + 2.5, 3 * nrows))
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     for ax, g in zip(axes.flat, guides):
         draw_guide(g, ax, ontology=ontology, edges=edges, colours=colours)
     for ax in list(axes.flat)[len(guides):]:
         ax.axis("off")
-    handles = [plt.Line2D([], [], ls="", marker="o", color=colours[c], markeredgecolor="k", label=c)
+    handles = [Line2D([], [], ls="", marker="o", color=colours[c], markeredgecolor="k", label=c)
                for c in legend_order(all_classes, ontology)]
     fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0, 1 - 2.3 / (3 * ncols + 2.5), 1))
@@ -105,8 +110,5 @@ def save_guide_artifacts(guide: Guide, out_dir: str | Path, stem: str = "guide")
     csv = guide.save_csv(out_dir / f"{stem}.csv")
     fig = plot_guide(guide)
     png = out_dir / f"{stem}.png"
-    try:
-        fig.savefig(png, dpi=120, bbox_inches="tight")
-    finally:
-        plt.close(fig)
+    fig.savefig(png, dpi=120, bbox_inches="tight")
     return {"csv": csv, "png": png}

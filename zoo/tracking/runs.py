@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import subprocess
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
@@ -206,20 +207,25 @@ class TrackedRun:
         from mlflow.entities import DatasetInput, InputTag
         from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-        manifest_file = prepared_dir(dataset.name) / "manifest.parquet"
+        folder = getattr(dataset, "path", None) or prepared_dir(dataset.name)
+        manifest_file = Path(folder) / "manifest.parquet"
         source = str(manifest_file if manifest_file.is_file() else dataset.root)
         df = dataset.manifest if frame is None else frame
-        ds = mlflow.data.from_pandas(
-            df, source=source, name=str(dataset.name),
-            digest=str(dataset_digest(dataset))[:_INPUT_DIGEST_LEN],
-            targets="label" if "label" in df.columns else None,
-        )
-        active = mlflow.active_run()
-        if active is not None and active.info.run_id == self.run_id:
-            mlflow.log_input(ds, context=context)
-        else:  # same thing for a run that is not the active one (e.g. a CV parent)
-            tag = InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)
-            self.client.log_inputs(self.run_id, [DatasetInput(ds._to_mlflow_entity(), [tag])])
+        with warnings.catch_warnings():
+            # "source can be interpreted in multiple ways" (a local path is a local path) and the
+            # integer-column hint are about model signatures, not dataset records.
+            warnings.filterwarnings("ignore", message=".*(interpreted in multiple ways|integer column).*")
+            ds = mlflow.data.from_pandas(
+                df, source=source, name=str(dataset.name),
+                digest=str(dataset_digest(dataset))[:_INPUT_DIGEST_LEN],
+                targets="label" if "label" in df.columns else None,
+            )
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == self.run_id:
+                mlflow.log_input(ds, context=context)
+            else:  # same thing for a run that is not the active one (e.g. a CV parent)
+                tag = InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)
+                self.client.log_inputs(self.run_id, [DatasetInput(ds._to_mlflow_entity(), [tag])])
 
     # -- artifacts -------------------------------------------------------------------------
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:

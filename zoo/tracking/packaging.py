@@ -1,0 +1,137 @@
+"""Log a trained :class:`~zoo.tracking.pipeline.Pipeline` as an MLflow pyfunc (models-from-code).
+
+```python
+with start_run("tml", dataset=ds, fold=0) as run:
+    ...
+    info = log_pipeline(pipeline)                       # into the active run
+    register(run.run_id, "tml", info.model_uri, tags)   # zoo.tracking.registry
+```
+
+Signature. Outputs (``label``, ``confidence``, ``p_<class>``, family extras) are inferred from a
+real prediction on the input example; params declare ``return_embedding`` (default false).
+The *input* schema is deliberately left out: MLflow enforces a column-based input schema by first
+converting the input to a DataFrame, which rejects the (N, H, W, 3) uint8 batches of the
+ARCHITECTURE.md contract before the model sees them. The input contract is instead carried by the
+input example (a base64 PNG in column ``image``, also saved as ``serving_input_example.json``),
+the model metadata (``input``), and checked by the model itself with errors that name the row.
+
+Code. The model holds only ``pyfunc_model.py``; it imports the installed ``zoo`` package (which
+``mlflow models serve --env-manager local`` inside the project's environment has). Pass
+``bundle_code=True`` to also copy the ``zoo`` package into the model (``code_paths``) for hosts
+without marrow-zoo installed — at the price of that copy shadowing any installed version there.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from zoo.tracking.pipeline import Pipeline
+
+PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
+DEFAULT_MODEL_CONFIG = {"device": "auto", "batch_size": 64}
+INPUT_DESCRIPTION = ("DataFrame with column 'image' holding file paths or base64-encoded PNG/JPEG "
+                     "bytes, or an ndarray batch (N, H, W, 3) uint8; predict param return_embedding")
+# What the model needs where it is loaded; versions pinned to the training environment.
+_RUNTIME_PACKAGES = ("torch", "torchvision", "timm", "scikit-learn", "safetensors", "pandas", "numpy",
+                     "pillow", "joblib", "pyyaml", "mlflow")
+
+
+def png_base64(image: np.ndarray) -> str:
+    """Base64 text of a PNG of an (H, W, 3) uint8 array (the wire format of the serving API)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(image, dtype=np.uint8)).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def example_image(size: int = 32) -> np.ndarray:
+    """A small deterministic RGB image: a pale background with a purple disc (a cartoon cell)."""
+    yy, xx = np.mgrid[0:size, 0:size]
+    r = np.hypot(yy - size / 2, xx - size / 2)
+    img = np.full((size, size, 3), (236, 226, 232), dtype=np.uint8)
+    img[r < size * 0.35] = (150, 90, 170)
+    img[r < size * 0.18] = (90, 40, 120)
+    return img
+
+
+def input_example(size: int = 32) -> pd.DataFrame:
+    return pd.DataFrame({"image": [png_base64(example_image(size))]})
+
+
+def signature_for(pipeline: Pipeline, example: pd.DataFrame | None = None):
+    """Outputs inferred from a real prediction, params ``return_embedding`` (bool, default false)."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ParamSchema, ParamSpec
+
+    example = example if example is not None else input_example(pipeline.img_size)
+    predicted = pipeline.predict(example["image"].tolist())
+    outputs = infer_signature(model_output=predicted).outputs
+    params = ParamSchema([ParamSpec("return_embedding", "boolean", False)])
+    return ModelSignature(inputs=None, outputs=outputs, params=params)
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    reqs = []
+    for pkg in _RUNTIME_PACKAGES:
+        try:
+            v = version(pkg)
+        except PackageNotFoundError:
+            continue
+        reqs.append(f"{pkg}=={v.split('+')[0]}")
+    try:
+        reqs.append(f"marrow-zoo=={version('marrow-zoo')}")
+    except PackageNotFoundError:
+        pass
+    return reqs
+
+
+def log_pipeline(
+    pipeline: Pipeline | str | Path,
+    name: str = "model",
+    *,
+    model_config: Mapping[str, Any] | None = None,
+    bundle_code: bool = False,
+    metadata: Mapping[str, Any] | None = None,
+):
+    """Log ``pipeline`` (a Pipeline, or a saved pipeline folder) as a pyfunc model in the active
+    run; returns MLflow's ``ModelInfo`` (``.model_uri`` is what ``registry.register`` takes)."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        raise ValueError("log_pipeline logs into the active run: call it inside "
+                         "`with zoo.tracking.runs.start_run(...)`")
+    config = {**DEFAULT_MODEL_CONFIG, **dict(model_config or {})}
+    unknown = set(config) - set(DEFAULT_MODEL_CONFIG)
+    if unknown:
+        raise ValueError(f"unknown model_config keys {sorted(unknown)}; known: {sorted(DEFAULT_MODEL_CONFIG)}")
+    with tempfile.TemporaryDirectory(prefix="zoo-pipeline-") as tmp:
+        if isinstance(pipeline, Pipeline):
+            folder = pipeline.save(Path(tmp) / "pipeline")
+            pipe = pipeline
+        else:
+            folder = Path(pipeline)
+            pipe = Pipeline.load(folder, device="cpu")
+        example = input_example(pipe.img_size)
+        code_paths = [str(Path(__file__).resolve().parents[1])] if bundle_code else None
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(PYFUNC_FILE),
+            artifacts={"pipeline": str(folder)},
+            model_config=config,
+            signature=signature_for(pipe, example),
+            input_example=example,
+            pip_requirements=pip_requirements(),
+            code_paths=code_paths,
+            metadata={"zoo_family": pipe.family, "classes": list(pipe.classes), "input": INPUT_DESCRIPTION,
+                      "img_size": pipe.img_size, **dict(metadata or {})},
+        )

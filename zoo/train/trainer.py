@@ -1,0 +1,569 @@
+"""One Trainer for every family: train loop, SVM-stage validation, early stopping, checkpoints.
+
+Per epoch::
+
+    train (AdamW, AMP on CUDA, NaN/inf guard, tqdm bar with ETA)
+    -> validation: embed the training set (no augmentation) and the validation set, fit the SVM
+       stage on the training embeddings (grid search every ``svm_every`` epochs, refit with the
+       last best gamma/C in between), predict the validation set, compute the metrics
+    -> callbacks.on_epoch_end -> early stopping on ``monitor`` -> logger -> checkpoint
+
+``fit()`` leaves the best epoch's weights in the model and returns a :class:`FitResult`.
+
+Families whose model does not map a batch to embeddings (autoencoders, classifiers...) subclass
+the Trainer and override :meth:`Trainer.compute_loss` and/or :meth:`Trainer.embed_batch`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import torch
+from sklearn.base import clone
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from zoo.evaluate.metrics import classification_metrics, scalar_metrics
+from zoo.evaluate.svm import SVMStage
+
+from . import checkpoint as ckpt
+from .callbacks import Callback, state_keys
+from .device import resolve_amp, resolve_device
+from .early_stopping import EarlyStopping
+from .guard import NonFiniteLossError
+from .loggers import MetricsLogger, NullLogger
+from .schedulers import SCHEDULERS
+from .seeding import get_rng_state, seed_everything, set_rng_state
+
+log = logging.getLogger(__name__)
+
+# Under AMP, GradScaler skips steps with inf gradients while it lowers its scale: that is normal a
+# few times in a row, not dozens.
+MAX_SKIPPED_AMP_STEPS = 25
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` returns."""
+
+    history: list[dict[str, float]]
+    best_epoch: int | None
+    best_metric: float | None
+    monitor: str
+    mode: str
+    stopped_early: bool
+    epochs_run: int
+    svm: SVMStage | None = None  # the SVM stage fitted at the best epoch
+    resumed_from: int | None = None  # the epoch the run resumed after (None: fresh start)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def best(self) -> dict[str, float]:
+        """The metrics of the best epoch (empty if none)."""
+        for row in self.history:
+            if row.get("epoch") == self.best_epoch:
+                return dict(row)
+        return {}
+
+
+class Trainer:
+    """Train ``model`` with ``loss_fn`` (``loss_fn(model(x), y) -> scalar``).
+
+    Args:
+        model: maps an image batch to (N, D) embeddings (e.g. :class:`zoo.models.Encoder`).
+        loss_fn: an embedding loss (e.g. ``zoo.losses.create_loss("triplet")``).
+        train_loader: batches ``(images, labels)`` or ``(images, ..., labels)``.
+        val_loader: validation batches; None disables validation (monitor falls back to
+            ``train_loss``/min).
+        epochs: maximum number of epochs. patience: epochs without improvement before stopping
+            (None: never stop early).
+        lr, weight_decay: AdamW. scheduler: a name in ``SCHEDULERS`` ("cosine", "constant") or
+            ``f(optimizer, epochs) -> LRScheduler``; stepped once per epoch.
+        device: "auto" (cuda > mps > cpu) or a device. amp: "auto" = mixed precision on CUDA only.
+        callbacks: :class:`zoo.train.Callback` instances.
+        checkpoint_dir: folder for ``last.pt``/``best.pt``/``best_svm.joblib`` (None: no files).
+        resume: continue from ``checkpoint_dir/last.pt`` when it exists.
+        monitor, mode, min_delta: the early-stopping metric (any key of the epoch metrics).
+        svm_every: grid-search the SVM's gamma/C every this many epochs (1, 1+k, 1+2k...).
+        svm: the SVM stage template (cloned each epoch); None -> ``SVMStage(random_state=seed)``;
+            False -> no SVM stage (a callback must then provide the monitored metric).
+        train_eval_loader: the training set without augmentation, in order, for validation
+            embeddings; default: ``train_loader``'s dataset re-iterated unshuffled (with whatever
+            transform it has — pass this loader when the training loader augments).
+        classes, severity, ontology: passed to :func:`zoo.evaluate.classification_metrics`
+            (class names for label indices; severity matrix -> ``val_mcs``; ontology ->
+            ``val_macro_f1_tolerant``).
+        seed, deterministic: :func:`zoo.train.seed_everything` at the start of a fresh fit.
+        grad_clip: max gradient norm (None: no clipping; the norm is still checked for NaN/inf).
+        progress: tqdm bars (epochs with ETA, batches). logger: ``log_metrics(dict, step)``.
+        extra: opaque dict saved in checkpoints (e.g. the MLflow run id); read it back with
+            :func:`zoo.train.read_extra` before resuming.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: nn.Module | Callable[..., torch.Tensor],
+        train_loader: Iterable,
+        val_loader: Iterable | None = None,
+        *,
+        epochs: int,
+        patience: int | None,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        scheduler: str | Callable[..., Any] | None = "cosine",
+        device: str | torch.device = "auto",
+        amp: bool | str = "auto",
+        callbacks: Sequence[Callback] = (),
+        checkpoint_dir: str | Path | None = None,
+        resume: bool = False,
+        monitor: str = "val_macro_f1",
+        mode: str = "max",
+        min_delta: float = 0.0,
+        svm_every: int = 5,
+        svm: SVMStage | None | bool = None,
+        train_eval_loader: Iterable | None = None,
+        classes: Sequence[Any] | None = None,
+        severity: Any = None,
+        ontology: Any = None,
+        seed: int = 0,
+        deterministic: bool = False,
+        grad_clip: float | None = None,
+        progress: bool = True,
+        logger: MetricsLogger | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        if int(epochs) < 1:
+            raise ValueError(f"epochs must be >= 1, got {epochs}")
+        if not float(lr) >= 0.0:
+            raise ValueError(f"lr must be >= 0, got {lr}")
+        if int(svm_every) < 1:
+            raise ValueError(f"svm_every must be >= 1 (grid search every N epochs), got {svm_every}")
+        if grad_clip is not None and not float(grad_clip) > 0:
+            raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip}")
+        if logger is not None and not callable(getattr(logger, "log_metrics", None)):
+            raise TypeError(f"logger must have log_metrics(metrics: dict, step: int), got {type(logger).__name__}")
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must be zoo.train.Callback instances, got {type(cb).__name__}")
+
+        self.device = resolve_device(device)
+        self.amp = resolve_amp(amp, self.device)
+        self.model = model.to(self.device)
+        self.loss_fn = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else loss_fn
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        self.train_eval_loader = train_eval_loader
+        self.epochs = int(epochs)
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.callbacks = list(callbacks)
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.resume = bool(resume)
+        self.svm_every = int(svm_every)
+        self.classes = list(classes) if classes is not None else None
+        self.severity = severity
+        self.ontology = ontology
+        self.seed = int(seed)
+        self.deterministic = bool(deterministic)
+        self.grad_clip = float(grad_clip) if grad_clip is not None else None
+        self.progress = bool(progress)
+        self.logger: MetricsLogger = logger or NullLogger()
+        self.extra: dict[str, Any] = dict(extra or {})
+
+        if svm is None or svm is True:
+            svm = SVMStage(random_state=self.seed)
+        self.svm_template: SVMStage | None = svm if svm is not False else None
+
+        if val_loader is None and monitor.startswith("val_"):
+            log.info("no validation loader: early stopping monitors train_loss (min) instead of %s", monitor)
+            monitor, mode = "train_loss", "min"
+        self.monitor, self.mode = monitor, mode
+        self.early_stopping = EarlyStopping(patience, mode=mode, min_delta=min_delta)
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if isinstance(self.loss_fn, nn.Module):  # some losses learn (proxies, targets as params)
+            params += [p for p in self.loss_fn.parameters() if p.requires_grad]
+        if not params:
+            raise ValueError("the model has no trainable parameters")
+        self.params = params
+        self.optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+        self.scheduler = self._make_scheduler(scheduler)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+
+        # run state
+        self.epoch = 0
+        self.global_step = 0
+        self.epoch_metrics: dict[str, float] = {}
+        self.should_stop = False
+        self.history: list[dict[str, float]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.svm: SVMStage | None = None
+        self.best_svm: SVMStage | None = None
+        self.svm_params: dict[str, Any] | None = None
+        self.last_train_embeddings: tuple[np.ndarray, np.ndarray] | None = None
+        self.last_val_embeddings: tuple[np.ndarray, np.ndarray] | None = None
+        self.last_val_metrics: dict[str, Any] | None = None
+        self._train_embeddings_epoch: int | None = None
+        self._resumed_from: int | None = None
+        self._finished = False
+        self._stopped_early = False
+        self._fit_called = False
+
+    # ------------------------------------------------------------------------------------------
+    def _make_scheduler(self, scheduler: Any) -> Any:
+        if scheduler is None:
+            scheduler = "constant"
+        if isinstance(scheduler, str):
+            return SCHEDULERS.get(scheduler)(self.optimizer, self.epochs)
+        if callable(scheduler):
+            return scheduler(self.optimizer, self.epochs)
+        raise TypeError(f"scheduler must be a name ({', '.join(SCHEDULERS.names())}) or a factory, got {scheduler!r}")
+
+    @property
+    def current_lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _autocast(self):
+        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
+
+    def _to_device(self, batch: Any) -> tuple:
+        if not isinstance(batch, (list, tuple)) or len(batch) < 2:
+            raise TypeError(
+                "a batch must be a tuple (images, labels) or (images, ..., labels); got "
+                f"{type(batch).__name__}{'' if not isinstance(batch, (list, tuple)) else f' of length {len(batch)}'}"
+            )
+        return tuple(b.to(self.device, non_blocking=True) if isinstance(b, torch.Tensor) else b for b in batch)
+
+    # --- overridable per-batch steps -----------------------------------------------------------
+    def compute_loss(self, batch: tuple) -> torch.Tensor:
+        """Loss of one training batch (already on the device, inside autocast)."""
+        images, labels = batch[0], batch[-1]
+        embeddings = self.model(images)
+        return self.loss_fn(embeddings.float(), labels)
+
+    def embed_batch(self, batch: tuple) -> torch.Tensor:
+        """Embeddings of one batch (eval mode, inference mode, inside autocast)."""
+        return self.model(batch[0])
+
+    # --- embeddings -----------------------------------------------------------------------------
+    def embed(self, loader: Iterable, desc: str = "embed") -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings float32 (N, D), labels int64 (N,)) of a whole loader, in eval mode."""
+        was_training = self.model.training
+        self.model.eval()
+        chunks, labels = [], []
+        try:
+            with torch.inference_mode(), self._autocast():
+                for batch in tqdm(loader, desc=desc, leave=False, disable=not self.progress, dynamic_ncols=True):
+                    batch = self._to_device(batch)
+                    chunks.append(self.embed_batch(batch).float().cpu())
+                    labels.append(batch[-1].cpu())
+        finally:
+            self.model.train(was_training)
+        if not chunks:
+            raise ValueError(f"{desc}: the loader yielded no batches (empty dataset?)")
+        emb = torch.cat(chunks).numpy()
+        if not np.isfinite(emb).all():
+            raise NonFiniteLossError("embeddings", self.epoch, None, "NaN/inf in model output", self.current_lr)
+        return emb, torch.cat(labels).numpy().astype(np.int64)
+
+    def _train_eval_loader(self) -> Iterable:
+        if self.train_eval_loader is None:
+            loader = self.train_loader
+            if isinstance(loader, DataLoader):
+                augments = bool(getattr(loader.dataset, "train", False)) or getattr(loader.dataset, "transform", None)
+                log.log(
+                    logging.WARNING if augments else logging.INFO,
+                    "no train_eval_loader: validation embeds the training dataset as it is (with its training "
+                    "transform, if any); pass train_eval_loader= with augmentation off",
+                )
+                self.train_eval_loader = DataLoader(
+                    loader.dataset, batch_size=loader.batch_size or 64, shuffle=False, drop_last=False,
+                    num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory,
+                    worker_init_fn=loader.worker_init_fn,
+                )
+            else:
+                self.train_eval_loader = loader
+        return self.train_eval_loader
+
+    def train_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
+        """Augmentation-free training embeddings of the current epoch (computed at most once)."""
+        if self.last_train_embeddings is None or self._train_embeddings_epoch != self.epoch:
+            self.last_train_embeddings = self.embed(self._train_eval_loader(), desc="embed train")
+            self._train_embeddings_epoch = self.epoch
+        return self.last_train_embeddings
+
+    # --- one epoch ------------------------------------------------------------------------------
+    def _train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        if isinstance(self.loss_fn, nn.Module):
+            self.loss_fn.train()
+        n_images, loss_sum, skipped = 0, 0.0, 0
+        term_sums: dict[str, float] = {}
+        n_batches = 0
+        start = time.perf_counter()
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch}/{self.epochs}", leave=False,
+                   disable=not self.progress, dynamic_ncols=True)
+        for i, batch in enumerate(bar, start=1):
+            batch = self._to_device(batch)
+            with self._autocast():
+                loss = self.compute_loss(batch)
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise NonFiniteLossError("loss", epoch, i, value, self.current_lr)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.amp:
+                self.scaler.unscale_(self.optimizer)
+            grad_norm = self._grad_norm()
+            if not math.isfinite(grad_norm):
+                if not self.amp:
+                    raise NonFiniteLossError("gradients", epoch, i, grad_norm, self.current_lr)
+                skipped += 1  # GradScaler skips this step and lowers its scale
+                if skipped > MAX_SKIPPED_AMP_STEPS:
+                    raise NonFiniteLossError("gradients", epoch, i, f"{skipped} inf/NaN steps in a row under AMP",
+                                             self.current_lr)
+            else:
+                skipped = 0
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.global_step += 1
+            n_batches += 1
+            bs = int(batch[-1].shape[0])
+            n_images += bs
+            loss_sum += value * bs
+            for name, v in getattr(self.loss_fn, "terms", {}).items():
+                term_sums[name] = term_sums.get(name, 0.0) + float(v) * bs
+            for cb in self.callbacks:
+                cb.on_batch_end(self, epoch, i, value)
+            bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+        seconds = time.perf_counter() - start
+        if n_batches == 0:
+            raise ValueError("the training loader yielded no batches (empty dataset, or drop_last with too few samples)")
+        self._check_weights(epoch)
+        out = {
+            "train_loss": loss_sum / n_images,
+            "train_seconds": seconds,
+            "train_images_per_s": n_images / seconds if seconds > 0 else float("nan"),
+        }
+        out.update({f"train_loss_{k}": v / n_images for k, v in term_sums.items()})
+        return out
+
+    def _grad_norm(self) -> float:
+        """Total gradient norm (clipping to ``grad_clip`` when set): the guard's NaN/inf probe."""
+        if self.grad_clip is not None:
+            return float(torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip))
+        grads = [p.grad for p in self.params if p.grad is not None]
+        return float(torch.nn.utils.get_total_norm(grads)) if grads else 0.0
+
+    def _check_weights(self, epoch: int) -> None:
+        for name, p in self.model.named_parameters():
+            if not torch.isfinite(p).all():
+                raise NonFiniteLossError("weights", epoch, None, f"NaN/inf in parameter {name}", self.current_lr)
+
+    def _validate(self, epoch: int) -> dict[str, float]:
+        start = time.perf_counter()
+        train_emb, train_y = self.train_embeddings()
+        self.last_val_embeddings = self.embed(self.val_loader, desc="embed val")
+        val_emb, val_y = self.last_val_embeddings
+        out: dict[str, float] = {"embed_seconds": time.perf_counter() - start}
+        if self.svm_template is None:
+            return out
+        start = time.perf_counter()
+        svm = clone(self.svm_template)
+        search = self.svm_params is None or (epoch - 1) % self.svm_every == 0
+        if search:
+            svm.fit(train_emb, train_y)
+        else:
+            svm.refit_only(train_emb, train_y, params=self.svm_params)
+        self.svm, self.svm_params = svm, dict(svm.best_params_)
+        pred = svm.predict(val_emb)
+        classes = self.classes
+        if classes is None:
+            classes = list(range(int(max(train_y.max(), val_y.max())) + 1))
+        metrics = classification_metrics(val_y, pred, classes, severity=self.severity, ontology=self.ontology)
+        self.last_val_metrics = metrics
+        out.update({k: v for k, v in scalar_metrics(metrics, "val_").items() if k != "val_n"})
+        out["svm_seconds"] = time.perf_counter() - start
+        out["svm_searched"] = float(search)
+        out["svm_C"] = float(svm.best_params_["C"])
+        gamma = svm.best_params_["gamma"]
+        if isinstance(gamma, (int, float)):
+            out["svm_gamma"] = float(gamma)
+        if search and math.isfinite(getattr(svm, "best_score_", float("nan"))):
+            out["svm_cv_score"] = float(svm.best_score_)
+        return out
+
+    # --- fit ------------------------------------------------------------------------------------
+    def fit(self) -> FitResult:
+        if self._fit_called:
+            raise RuntimeError("Trainer.fit() can run once; build a new Trainer (resume=True continues a checkpoint)")
+        self._fit_called = True
+        start_epoch = 1
+        if self.resume and ckpt.last_checkpoint(self.checkpoint_dir) is not None:
+            start_epoch = self._load_last() + 1
+        else:
+            if self.resume:
+                log.info("resume requested but no checkpoint in %s: starting afresh", self.checkpoint_dir)
+            seed_everything(self.seed, deterministic=self.deterministic)
+        if self.device.type == "cuda" and not self.deterministic:
+            torch.backends.cudnn.benchmark = True
+
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        if self._finished:
+            log.info("checkpoint in %s is of a finished run (epoch %d): nothing to train", self.checkpoint_dir,
+                     self.epoch)
+        epoch_bar = tqdm(total=self.epochs, initial=start_epoch - 1, desc="epochs", unit="epoch",
+                         disable=not self.progress or self._finished, dynamic_ncols=True)
+        try:
+            for epoch in range(start_epoch, self.epochs + 1):
+                if self._finished:
+                    break
+                self._run_epoch(epoch)
+                epoch_bar.update(1)
+                epoch_bar.set_postfix(self._postfix(), refresh=True)
+                if self._finished:
+                    break
+        finally:
+            epoch_bar.close()
+
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        result = FitResult(
+            history=list(self.history), best_epoch=self.early_stopping.best_epoch,
+            best_metric=self.early_stopping.best if self.early_stopping.best_epoch is not None else None,
+            monitor=self.monitor, mode=self.mode, stopped_early=self._stopped_early, epochs_run=self.epoch,
+            svm=self.best_svm, resumed_from=self._resumed_from, extra=dict(self.extra),
+        )
+        for cb in self.callbacks:
+            cb.on_fit_end(self, result)
+        return result
+
+    def _postfix(self) -> dict[str, str]:
+        m = self.epoch_metrics
+        out = {"loss": f"{m.get('train_loss', float('nan')):.4f}"}
+        if self.monitor in m and self.monitor != "train_loss":
+            out[self.monitor] = f"{m[self.monitor]:.4f}"
+        if self.early_stopping.best_epoch is not None:
+            out["best"] = f"{self.early_stopping.best:.4f}@{self.early_stopping.best_epoch}"
+        return out
+
+    def _run_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.should_stop = False
+        self.last_train_embeddings = self.last_val_embeddings = None
+        self.epoch_metrics = {"epoch": float(epoch), "lr": self.current_lr}
+        for cb in self.callbacks:
+            cb.on_epoch_start(self, epoch)
+        self.epoch_metrics.update(self._train_epoch(epoch))
+        if self.val_loader is not None:
+            self.epoch_metrics.update(self._validate(epoch))
+        self.scheduler.step()
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, epoch, self.epoch_metrics)
+
+        if self.monitor not in self.epoch_metrics:
+            raise KeyError(
+                f"monitor {self.monitor!r} is not among the epoch metrics: {', '.join(sorted(self.epoch_metrics))}"
+            )
+        value = float(self.epoch_metrics[self.monitor])
+        improved = self.early_stopping.step(value, epoch)
+        if improved:
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
+            self.best_svm = copy.deepcopy(self.svm) if self.svm is not None else None
+        self.epoch_metrics[f"best_{self.monitor}"] = self.early_stopping.best
+        self.history.append(dict(self.epoch_metrics))
+        self.logger.log_metrics({k: float(v) for k, v in self.epoch_metrics.items() if k != "epoch"}, step=epoch)
+        log.info("epoch %d/%d: %s", epoch, self.epochs,
+                 ", ".join(f"{k}={v:.4g}" for k, v in self.epoch_metrics.items() if k != "epoch"))
+
+        self._stopped_early = self.early_stopping.should_stop or self.should_stop
+        self._finished = self._stopped_early or epoch >= self.epochs
+        if self.checkpoint_dir is not None:
+            if improved:
+                ckpt.save_torch({"epoch": epoch, "metric": value, "monitor": self.monitor, "model": self.best_state},
+                                self.checkpoint_dir / ckpt.BEST)
+                if self.best_svm is not None:
+                    ckpt.save_joblib(self.best_svm, self.checkpoint_dir / ckpt.BEST_SVM)
+            ckpt.save_torch(self._state(), self.checkpoint_dir / ckpt.LAST)
+
+    # --- checkpoints ----------------------------------------------------------------------------
+    def _loader_generator(self) -> torch.Generator | None:
+        """The training loader's own generator (shuffling, sampler, worker seeds), when it has one:
+        saved with the global RNG so a resumed run sees the same batches as an uninterrupted one."""
+        return getattr(self.train_loader, "generator", None)
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "format": ckpt.FORMAT_VERSION,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "finished": self._finished,
+            "stopped_early": self._stopped_early,
+            "monitor": self.monitor,
+            "mode": self.mode,
+            "model": self.model.state_dict(),
+            "loss_fn": self.loss_fn.state_dict() if isinstance(self.loss_fn, nn.Module) else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "early_stopping": self.early_stopping.state_dict(),
+            "history": self.history,
+            "svm_params": self.svm_params,
+            "rng": get_rng_state(),
+            "loader_generator": self._loader_generator().get_state() if self._loader_generator() else None,
+            "callbacks": {key: cb.state_dict() for key, cb in zip(state_keys(self.callbacks), self.callbacks)},
+            "extra": self.extra,
+        }
+
+    def _load_last(self) -> int:
+        path = ckpt.last_checkpoint(self.checkpoint_dir)
+        state = ckpt.load_torch(path, map_location="cpu")
+        if state.get("monitor") != self.monitor or state.get("mode") != self.mode:
+            raise ValueError(
+                f"checkpoint {path} monitored {state.get('monitor')!r} ({state.get('mode')}), this Trainer "
+                f"{self.monitor!r} ({self.mode}); resume with the same settings or use another checkpoint_dir"
+            )
+        self.model.load_state_dict(state["model"])
+        if isinstance(self.loss_fn, nn.Module) and state.get("loss_fn") is not None:
+            self.loss_fn.load_state_dict(state["loss_fn"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.early_stopping.load_state_dict(state["early_stopping"])
+        self.history = list(state["history"])
+        self.svm_params = state.get("svm_params")
+        self.epoch = int(state["epoch"])
+        self.global_step = int(state.get("global_step", 0))
+        self._stopped_early = bool(state.get("stopped_early", False))
+        # A run that ended at its epoch limit continues when resumed with a larger `epochs`.
+        self._finished = bool(state.get("finished", False)) and (self._stopped_early or self.epoch >= self.epochs)
+        self.extra = {**dict(state.get("extra") or {}), **self.extra}
+        saved_cb = state.get("callbacks", {})
+        for key, cb in zip(state_keys(self.callbacks), self.callbacks):
+            if key in saved_cb:
+                cb.load_state_dict(saved_cb[key])
+        best_path = self.checkpoint_dir / ckpt.BEST
+        if best_path.is_file():
+            self.best_state = ckpt.load_torch(best_path)["model"]
+        svm_path = self.checkpoint_dir / ckpt.BEST_SVM
+        if svm_path.is_file():
+            import joblib
+
+            self.best_svm = joblib.load(svm_path)
+        set_rng_state(state["rng"])
+        if state.get("loader_generator") is not None and self._loader_generator() is not None:
+            self._loader_generator().set_state(state["loader_generator"])
+        self._resumed_from = self.epoch
+        log.info("resumed from %s after epoch %d (best %s=%.4g at epoch %s)", path, self.epoch, self.monitor,
+                 self.early_stopping.best, self.early_stopping.best_epoch)
+        return self.epoch
