@@ -105,7 +105,7 @@ def main() -> None:
     pipe = build_pipeline()
     with runs.start_run("bench", fold=0):
         info = packaging.log_pipeline(pipe)
-    model = mlflow.pyfunc.load_model(info.model_uri, model_config={"device": "cpu", "batch_size": BATCH})
+    model = mlflow.pyfunc.load_model(info.model_uri, model_config={"device": "cpu", "predict_batch_size": BATCH})
 
     images, _ = synthetic_cells(args.n, seed=2)
     frame = pd.DataFrame({"image": [png_b64(a) for a in images]})

@@ -108,6 +108,7 @@ def test_prepare_from_params(tmp_path):
     assert run(["data", "prepare", "mine"]) == 0
     ds = PreparedDataset.load("mine")
     assert "lymphocyte" in ds.classes and ds.info["root"] == "raw/mine"
+    assert ds.info["created"] is None  # the DVC stage command: byte-reproducible output
     with pytest.raises(ValueError, match="not configured"):
         run(["data", "prepare", "other"])
     params["datasets"]["mine"]["colour"] = 1
@@ -141,3 +142,32 @@ def test_wired_into_zoo_cli(tmp_path, capsys):
     assert main(["data", "ingest", str(src), "--name", "viacli", "--n-folds", "2"]) == 0
     assert main(["data", "show", "does-not-exist"]) == 2  # a user error: one line, exit code 2
     assert "no prepared dataset 'does-not-exist'" in capsys.readouterr().err
+
+
+def test_import_option_registers_user_reader(tmp_path, monkeypatch):
+    plugin = tmp_path / "plugins"
+    plugin.mkdir()
+    (plugin / "test_data_cli_plugin.py").write_text(
+        "import pandas as pd\n"
+        "from zoo.data.readers import READERS\n"
+        "@READERS.register('test_cli_flat', dataset='test_cli_flat')\n"
+        "def read(root, **opts):\n"
+        "    names = sorted(p.name for p in root.glob('*.png'))\n"
+        "    return pd.DataFrame({'image': names, 'source_label': [n.split('_')[0] for n in names]})\n")
+    monkeypatch.syspath_prepend(str(plugin))
+    src = tmp_path / "flat"
+    src.mkdir()
+    for i in range(4):
+        Image.fromarray(np.random.RandomState(i).randint(0, 256, (8, 8, 3), dtype=np.uint8)).resize(
+            (24, 24), Image.Resampling.NEAREST).save(src / f"{'blast' if i % 2 else 'lymphocyte'}_{i}.png")
+    from zoo.data.readers import READERS
+
+    try:
+        with pytest.raises(ValueError, match="cannot import"):
+            run(["data", "ingest", str(src), "--name", "flat", "--reader", "test_cli_flat", "--import", "nope_mod"])
+        run(["data", "ingest", str(src), "--name", "flat", "--reader", "test_cli_flat", "--n-folds", "2",
+             "--import", "test_data_cli_plugin"])
+        assert sorted(PreparedDataset.load("flat").classes) == ["blast", "lymphocyte"]
+    finally:
+        READERS._entries.pop("test_cli_flat", None), READERS._meta.pop("test_cli_flat", None)
+        sys.modules.pop("test_data_cli_plugin", None)

@@ -229,7 +229,7 @@ def test_logged_model_signature_example_and_config(production, pipeline):
     (param,) = sig.params.params
     assert (param.name, param.default) == ("return_embedding", False)
     assert model.metadata.metadata["classes"] == CLASSES
-    assert model.model_config == {"device": "auto", "batch_size": 64}
+    assert model.model_config == {"device": "auto", "predict_batch_size": 64}
     example = model.input_example
     assert list(example.columns) == ["image"] and Image.open(io.BytesIO(base64.b64decode(example["image"][0])))
     local = Path(mlflow.artifacts.download_artifacts(info.model_uri))

@@ -73,7 +73,8 @@ def test_default_store_is_one_sqlite_file_with_project_artifacts(fresh_project):
     assert cmd[cmd.index("--default-artifact-root") + 1] == (project / "mlartifacts").as_posix()
 
 
-def test_env_tracking_uri_is_used_untouched(project, monkeypatch, tmp_path_factory):
+def test_env_tracking_uri_is_used_untouched(fresh_project, monkeypatch, tmp_path_factory):
+    project = fresh_project
     other = tmp_path_factory.mktemp("elsewhere") / "x.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{other}")
     assert store.configure() == f"sqlite:///{other}"
@@ -205,3 +206,36 @@ def test_cli_ui_prints_the_store_command(project, capsys):
     out = capsys.readouterr().out
     assert f"sqlite:///{(project / 'mlflow.db').as_posix()}" in out
     assert "--default-artifact-root" in out and "--port 5077" in out
+
+
+def test_class_maps_both_directions(tmp_path):
+    from zoo.tracking.evaluation import ClassMap, _apply_map
+
+    model = ["band_neutrophil", "segmented_neutrophil", "lymphocyte"]
+    # dataset -> model (default form): truth translated, null drops, unknown classes refused
+    cmap = ClassMap.load({"neutrophil": "segmented_neutrophil", "platelet": None})
+    y_true = np.array(["neutrophil", "lymphocyte", "platelet"], dtype=object)
+    y_pred = np.array(["band_neutrophil", "lymphocyte", "lymphocyte"], dtype=object)
+    keep, t, p, classes = _apply_map(y_true, y_pred, model, ["lymphocyte", "neutrophil", "platelet"], cmap)
+    assert keep.tolist() == [True, True, False] and t[keep].tolist() == ["segmented_neutrophil", "lymphocyte"]
+    assert classes == model
+    with pytest.raises(ValueError, match=r"\['platelet'\] are not classes of the model"):
+        _apply_map(y_true, y_pred, model, ["lymphocyte", "neutrophil", "platelet"],
+                   ClassMap.load({"neutrophil": "segmented_neutrophil"}))
+    # model -> dataset: predictions translated into the dataset's coarser classes
+    path = tmp_path / "coarse.yaml"
+    path.write_text("direction: model_to_dataset\nmap:\n  band_neutrophil: neutrophil\n"
+                    "  segmented_neutrophil: neutrophil\n")
+    coarse = ClassMap.load(path)
+    assert coarse.direction == "model_to_dataset" and coarse.source == str(path)
+    keep, t, p, classes = _apply_map(np.array(["neutrophil", "lymphocyte"], dtype=object),
+                                     np.array(["band_neutrophil", "lymphocyte"], dtype=object),
+                                     model, ["lymphocyte", "neutrophil"], coarse)
+    assert keep.all() and p.tolist() == ["neutrophil", "lymphocyte"] and sorted(classes) == ["lymphocyte", "neutrophil"]
+    with pytest.raises(ValueError, match="direction must be one of"):
+        ClassMap.load({"direction": "sideways", "map": {}})
+    with pytest.raises(ValueError, match="only allowed in the dataset -> model form"):
+        ClassMap.load({"direction": "model_to_dataset", "map": {"lymphocyte": None}})
+    with pytest.raises(FileNotFoundError):
+        ClassMap.load(tmp_path / "missing.yaml")
+    assert ClassMap.load("none") is None

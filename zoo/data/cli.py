@@ -45,12 +45,16 @@ def add_commands(subparsers) -> None:
     i.add_argument("--workers", default="auto", help="processes for decoding/hashing (default auto)")
     i.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="reader option (YAML value), repeatable, e.g. --option sets=[1]")
+    i.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import a module that registers your own reader(s), repeatable")
     i.set_defaults(func=_cmd_ingest)
 
     r = sub.add_parser("prepare", help="ingest datasets configured in params.yaml (what `dvc repro` runs)")
     r.add_argument("names", nargs="*", help="dataset names under `datasets:` (default: all)")
     r.add_argument("--params", default=None, help="params file (default params.yaml in the project)")
     r.add_argument("--out", default=None, help="prepared folder (only with one name)")
+    r.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import a module that registers your own reader(s), repeatable")
     r.set_defaults(func=_cmd_prepare)
 
     w = sub.add_parser("show", help="per-class counts per fold and a contact sheet PNG")
@@ -80,6 +84,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from zoo.data.ingest import ingest
 
+    _import_plugins(args.imports)
     classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
     ingest(args.source, args.name, reader=args.reader, label_map=args.label_map, n_folds=args.n_folds,
            seed=args.seed, out=args.out, reader_options=_options(args.option), classes=classes,
@@ -88,6 +93,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_prepare(args: argparse.Namespace) -> int:
+    _import_plugins(args.imports)
     params_file = Path(args.params) if args.params else project_dir() / DEFAULT_PARAMS
     configs = load_dataset_params(params_file)
     names = args.names or list(configs)
@@ -165,10 +171,21 @@ def prepare(name: str, configs: dict[str, dict], out: str | Path | None = None, 
     base = Path(base or project_dir())
     source = base / cfg.pop("source")
     label_map = cfg.pop("label_map", None)
-    return ingest(source, name, reader=cfg.pop("reader", "imagefolder"),
+    # timestamp=False: a DVC stage output must not change when nothing but the clock did.
+    return ingest(source, name, reader=cfg.pop("reader", "imagefolder"), timestamp=False,
                   label_map=base / label_map if isinstance(label_map, str) else label_map,
                   n_folds=cfg.pop("n_folds", 6), seed=cfg.pop("seed", 0), out=out,
                   reader_options=cfg.pop("reader_options", None), **cfg)
+
+
+def _import_plugins(modules: list[str]) -> None:
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ValueError(f"--import {name}: cannot import it ({exc}); is it on PYTHONPATH?") from None
 
 
 def _options(pairs: list[str]) -> dict[str, Any]:

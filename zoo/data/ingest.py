@@ -51,6 +51,7 @@ def ingest(
     confirm_distance: float | None = CONFIRM,
     workers: int | str = "auto",
     verbose: bool = True,
+    timestamp: bool = True,
 ) -> PreparedDataset:
     """Prepare the dataset at ``source`` (read with ``READERS[reader]``) as ``name``.
 
@@ -61,7 +62,9 @@ def ingest(
     ``confirm_distance``: pixel difference (0-255, 32 px thumbnails) a near-duplicate must also
     be within (None = the plain average-hash rule; zoo/data/dedup.py says why it confirms).
     ``out``: prepared folder (default ``data/prepared/<name>``). ``workers``: processes for
-    decoding and hashing ('auto' = one per core for big datasets).
+    decoding and hashing ('auto' = one per core for big datasets). ``timestamp=False`` writes
+    ``created: null`` so that the output is byte-reproducible (the DVC prepare stages: DVC and
+    git already record when).
     Unknown labels stop the ingest with the ontology's error, listing them and the fix.
     """
     from zoo import __version__
@@ -152,7 +155,9 @@ def ingest(
             report.append(_row(src, src["label"], f.action, f.reason, f.related))
         frame = frame.drop(index=[f.index for f in findings if f.action == clean.DROPPED])
         if frame.empty:
-            raise ValueError(f"no usable images left in {source}: see the reasons in {tmp / REPORT_CSV}")
+            reasons = pd.Series([r["reason"] for r in report]).map(_reason_kind).value_counts()
+            raise ValueError(f"no usable images left in {source}; dropped: "
+                             + ", ".join(f"{n} {kind}" for kind, n in reasons.items()))
 
         # 5. folds, lineage, maturity.
         folds, how = assign_folds(frame["label"], frame["group"], n_folds=n_folds, seed=seed)
@@ -170,7 +175,7 @@ def ingest(
         report_df = pd.DataFrame(report, columns=REPORT_COLUMNS)
         report_df.to_csv(tmp / REPORT_CSV, index=False)
         after = manifest["label"].value_counts()
-        text = format_report(name, source, listed, before, after, report_df, how, ont)
+        text = format_report(name, _portable(source), listed, before, after, report_df, how, ont)
         (tmp / REPORT_TXT).write_text(text)
         info = {
             "name": name,
@@ -184,7 +189,7 @@ def ingest(
             "classes": ont.order(manifest["label"].unique()),
             "n_images": int(len(manifest)),
             "digest": manifest_digest(manifest),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds") if timestamp else None,
             "zoo_version": __version__,
         }
         (tmp / INFO).write_text(json.dumps(info, indent=2) + "\n")
@@ -200,7 +205,7 @@ def ingest(
     return PreparedDataset(out_dir)
 
 
-def format_report(name: str, source: Path, listed: int, before: pd.Series, after: pd.Series,
+def format_report(name: str, source: str | Path, listed: int, before: pd.Series, after: pd.Series,
                   report: pd.DataFrame, how: str, ont) -> str:
     """Counts per class before (files listed under that label) and after cleaning, with the
     dropped/converted/flagged counts, then the reasons."""

@@ -84,6 +84,7 @@ def run_training(family: str, raw: Mapping[str, Any], *, progress: bool = True) 
         raise ValueError(f"fold {cfg.fold} does not exist: dataset {dataset.name!r} has "
                          f"{dataset.n_folds} folds (use 0..{dataset.n_folds - 1} or 'all')")
     store.configure()
+    _warn_foreign_experiment(family)
     params = {**cfg.to_dict(), **{f"{k}": v for k, v in fam.params.items()}}
 
     if cfg.fold == "all":
@@ -104,6 +105,22 @@ def run_training(family: str, raw: Mapping[str, Any], *, progress: bool = True) 
     if cfg.register and result.model_uri:
         registered = _register(fam, result.run_id, result.model_uri)
     return TrainingResult(family, cfg, [result], result.run_id, {}, registered)
+
+
+def _warn_foreign_experiment(family: str) -> None:
+    """Under ``mlflow run`` the run already exists; say so when it is not in the family's experiment."""
+    import os
+
+    run_id = os.environ.get("MLFLOW_RUN_ID")
+    if not run_id:
+        return
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    exp = client.get_experiment(client.get_run(run_id).info.experiment_id)
+    if exp.name != f"zoo-{family}":
+        log.warning("this run is in experiment %r, not %r: pass --experiment-name zoo-%s to mlflow run "
+                    "so runs of a family stay together", exp.name, f"zoo-{family}", family)
 
 
 def load_dataset(name: str):
@@ -265,7 +282,7 @@ def _train_in_run(run, fam: Family, cfg: TrainConfig, dataset, fold: int, ckpt_d
 
         # Test: the SVM stage fitted at the best epoch, on the best epoch's weights.
         svm = fit.svm
-        train_emb, train_y = trainer.embed(trainer._train_eval_loader(), desc="embed train")
+        train_emb, train_y = trainer.embed(trainer.train_eval_loader, desc="embed train")  # best weights
         if svm is None:
             raise RuntimeError("training ended without a fitted SVM stage (no validation ran)")
         test_emb, test_y = trainer.embed(loaders["test"], desc="embed test")

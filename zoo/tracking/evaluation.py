@@ -158,11 +158,13 @@ def _order(classes: list[str]) -> list[str]:
 
 
 def _severity(classes: list[str]):
+    """The severity matrix training uses for these classes (expert values; lineage-based values
+    for classes outside the papers' 15), or None when the ontology does not know a class."""
     try:
-        from zoo.knowledge import load_matrix
+        from zoo.families.runner import severity_for
 
-        return load_matrix("severity", classes=classes)
-    except Exception:  # non-canonical classes: MCS is undefined, the other metrics still are
+        return severity_for(classes)
+    except Exception:  # unknown classes: MCS is undefined, the other metrics still are
         return None
 
 
@@ -189,9 +191,7 @@ def _apply_map(y_true: np.ndarray, y_pred: np.ndarray, model_classes: list[str],
                 f"dataset classes {unmapped} are not classes of the model ({model_classes}); pass a class map "
                 "YAML mapping each to a model class (or to null to leave its images out)")
         y_true = mapped
-        classes = _order(sorted(set(model_classes) | set(map(str, y_true[keep]))))
-        # the model's own class order is the natural one for its label space
-        classes = [c for c in model_classes if c in classes] + [c for c in classes if c not in model_classes]
+        classes = list(model_classes)  # the model's label space, in its own order
     else:
         bad_keys = sorted(set(cmap.mapping) - set(model_classes))
         if bad_keys:

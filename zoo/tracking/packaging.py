@@ -35,7 +35,7 @@ import pandas as pd
 from zoo.tracking.pipeline import Pipeline
 
 PYFUNC_FILE = Path(__file__).with_name("pyfunc_model.py")
-DEFAULT_MODEL_CONFIG = {"device": "auto", "batch_size": 64}
+DEFAULT_MODEL_CONFIG = {"device": "auto", "predict_batch_size": 64}
 INPUT_DESCRIPTION = ("DataFrame with column 'image' holding file paths or base64-encoded PNG/JPEG "
                      "bytes, or an ndarray batch (N, H, W, 3) uint8; predict param return_embedding")
 # What the model needs where it is loaded; versions pinned to the training environment.

@@ -193,8 +193,7 @@ class Pipeline:
             if item is None or item is pd.NA or (isinstance(item, float) and np.isnan(item)):
                 raise BadImageError(f"row {row}: no image (empty value)")
             try:
-                image = item if _is_pil(item) else decode_image(item)
-                tensors.append(self.transform(image.convert("RGB")))
+                tensors.append(self.transform(decode_image(item)))
             except BadImageError:
                 raise
             except Exception as exc:  # decode_image's own message says what is wrong

@@ -1,7 +1,7 @@
 """The pyfunc of every zoo pipeline, as an MLflow *models-from-code* file.
 
 ``zoo.tracking.packaging.log_pipeline`` logs this file as ``python_model`` with the pipeline folder
-as artifact ``pipeline`` and ``model_config={"device": "auto", "batch_size": 64}``; MLflow copies it
+as artifact ``pipeline`` and ``model_config={"device": "auto", "predict_batch_size": 64}``; MLflow copies it
 next to the model and runs it at load time, so the model holds code (this file) + data (the
 folder), never a pickled Python object. It needs ``marrow-zoo`` installed where it is loaded.
 
@@ -13,18 +13,12 @@ with ``params={"return_embedding": True}``. A bad row fails with an error naming
 
 from __future__ import annotations
 
-import warnings
-
 import mlflow
 import numpy as np
 import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 IMAGE_COLUMN = "image"
-
-# MLflow nags for type hints on predict(). Deliberately none: hints switch on MLflow's type-hint
-# validation, which accepts either a DataFrame or an ndarray, and the contract takes both.
-warnings.filterwarnings("ignore", message=r".*Add type hints to the `predict` method.*")
 
 
 class ModelInputError(ValueError):
@@ -68,9 +62,11 @@ class ZooPipelineModel(PythonModel):
         from zoo.tracking.pipeline import Pipeline
 
         config = dict(context.model_config or {})
-        self.batch_size = int(config.get("batch_size", 64))
+        self.batch_size = int(config.get("predict_batch_size", 64))
         self.pipeline = Pipeline.load(context.artifacts["pipeline"], device=str(config.get("device", "auto")))
 
+    # No type hints on purpose (MLflow warns about it): hints switch on MLflow's type-hint
+    # validation, which takes either a DataFrame or an ndarray, and the contract takes both.
     def predict(self, context, model_input, params=None):
         params = params or {}
         return self.pipeline.predict(
