@@ -9,8 +9,12 @@ synthetic 360 px PNGs. Not a test: prints a table of measured figures, side by s
 
 from __future__ import annotations
 
-import argparse
 import os
+
+# tqdm reads its TQDM_* settings when first imported; progress bars would interleave with the table.
+os.environ.setdefault("TQDM_DISABLE", "1")  # (hence the imports below it)
+
+import argparse
 import tempfile
 import time
 from pathlib import Path
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
         if not args.skip_ingest and "PBC" in what:
             from zoo.data.ingest import ingest
 
-            for w in (1, 2):
+            for w in (1, 2):  # on a busy machine the second process may find no free core
                 t = timed(lambda: ingest(shared_data_dir() / "pbc", "pbc_bench", reader="pbc",
                                          out=tmp / f"prep{w}", workers=w, verbose=False))
                 print(f"ingest PBC (5,050 JPEGs: decode + sha256 + ahash + dedup + folds), {w} process(es): "
@@ -138,7 +142,10 @@ def main(argv: list[str] | None = None) -> None:
             except ImportError:
                 print("synth generation: zoo.data.synth not available")
             else:
-                t = timed(lambda: generate(tmp / "synth", n_cells=args.synth_cells, img_size=96, seed=0))
+                import inspect
+
+                quiet = {"progress": False} if "progress" in inspect.signature(generate).parameters else {}
+                t = timed(lambda: generate(tmp / "synth", n_cells=args.synth_cells, img_size=96, seed=0, **quiet))
                 print(f"synth generation: {args.synth_cells} cells at 96 px in {t:.1f} s "
                       f"({args.synth_cells / t:.0f} cells/s)")
 

@@ -111,6 +111,11 @@ def test_prepare_from_params(tmp_path):
     assert ds.info["created"] is None  # the DVC stage command: byte-reproducible output
     with pytest.raises(ValueError, match="not configured"):
         run(["data", "prepare", "other"])
+    params["datasets"]["gone"] = {"source": "raw/nothing", "reader": "synth"}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    with pytest.raises(FileNotFoundError, match="dvc repro"):
+        run(["data", "prepare", "gone"])
+    del params["datasets"]["gone"]
     params["datasets"]["mine"]["colour"] = 1
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     with pytest.raises(ValueError, match="unknown key"):

@@ -22,7 +22,7 @@ def test_params_and_stages_agree():
     assert stages["prepare"]["foreach"] == "${datasets}"
     assert stages["prepare"]["do"]["outs"] == ["data/prepared/${key}"]
     assert "${item.source}" in stages["prepare"]["do"]["deps"]
-    for dep in stages["prepare"]["do"]["deps"][1:]:
+    for dep in stages["prepare"]["do"]["deps"][1:] + stages["synth"]["deps"]:
         assert (ROOT / dep).exists(), dep  # code the prepared data depends on
     # data.dvc imports the synth stage's output into the folder the default dataset is read from
     data_dvc = yaml.safe_load((ROOT / "data.dvc").read_text())

@@ -72,3 +72,11 @@ def test_conda_env_pins_match_pyproject():
     pip = next(d["pip"] for d in conda["dependencies"] if isinstance(d, dict))
     declared = set(py["dependencies"]) | set(py["optional-dependencies"]["explain"])
     assert set(pip) == declared
+
+
+@pytest.mark.parametrize("batch,classes,expected", [(64, 15, 8), (64, 4, 16), (32, 15, 4), (30, 15, 2), (8, 1, 8)])
+def test_m_per_class_fills_the_batch(batch, classes, expected):
+    from zoo.families.runner import m_per_class
+
+    m = m_per_class(batch, classes)
+    assert m == expected and batch % m == 0 and m * classes >= batch

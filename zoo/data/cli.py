@@ -170,6 +170,10 @@ def prepare(name: str, configs: dict[str, dict], out: str | Path | None = None, 
         raise ValueError(f"params.yaml datasets.{name}: `source` (the dataset folder) is required")
     base = Path(base or project_dir())
     source = base / cfg.pop("source")
+    if not source.is_dir():
+        hint = ("`dvc repro` builds it (or `zoo data synth` without DVC)" if cfg.get("reader") == "synth"
+                else "add the data there (docs/data.md: `dvc add` / `dvc import-url`, then `dvc pull`)")
+        raise FileNotFoundError(f"params.yaml datasets.{name}: source folder {source} not found; {hint}")
     label_map = cfg.pop("label_map", None)
     # timestamp=False: a DVC stage output must not change when nothing but the clock did.
     return ingest(source, name, reader=cfg.pop("reader", "imagefolder"), timestamp=False,

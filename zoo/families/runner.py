@@ -156,6 +156,17 @@ def _checkpoint_dir(cfg: TrainConfig, fam: Family, fold: int) -> Path:
     return project_dir() / "checkpoints" / cfg.family / f"{cfg.dataset}-f{fold}-{digest}"
 
 
+def m_per_class(batch_size: int, n_classes: int) -> int:
+    """Images per class in a batch for triplet mining: the smallest divisor of ``batch_size`` that is
+    at least 2 and lets ``n_classes`` classes fill the batch (pytorch-metric-learning's
+    MPerClassSampler needs ``batch_size % m == 0`` and ``m * n_classes >= batch_size``)."""
+    need = max(2, -(-batch_size // max(1, n_classes)))
+    for m in range(need, batch_size + 1):
+        if batch_size % m == 0:
+            return m
+    return batch_size
+
+
 def severity_for(classes: list[str]) -> pd.DataFrame | None:
     """The severity matrix for ``classes``. Classes outside the 15 of the guide papers (e.g. PBC's
     platelet or unstaged erythroblast) have no expert value; they get the matrix's typical values
@@ -256,7 +267,8 @@ def _train_in_run(run, fam: Family, cfg: TrainConfig, dataset, fold: int, ckpt_d
     loaders = _LOADER_CACHE.get(key) if _LOADER_CACHE is not None else None
     if loaders is None:
         loaders = make_loaders(dataset, fold, cfg.img_size, cfg.batch_size, num_workers=cfg.num_workers,
-                               limit=cfg.limit, seed=cfg.seed, sampler="m_per_class")
+                               limit=cfg.limit, seed=cfg.seed, sampler="m_per_class",
+                               m_per_class=m_per_class(cfg.batch_size, len(dataset.classes)))
         if _LOADER_CACHE is not None:
             _LOADER_CACHE.clear()  # one fold at a time: bounded memory
             _LOADER_CACHE[key] = loaders

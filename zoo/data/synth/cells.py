@@ -72,36 +72,51 @@ def nucleus_centreline(m: Morph, r_eq: float, rng: np.random.Generator) -> tuple
     """Disc centres and radii (pixels, nucleus frame centred on 0) of the nucleus tube.
 
     A round nucleus is one disc. Otherwise the centre line is an arc of length ``length * r_eq``
-    turning by ``bend`` (S-shaped when ``s_shaped``); the tube thickness keeps the nuclear area of
-    a disc of radius ``r_eq`` and is modulated into ``n_lobes`` round lobes as ``pinch`` -> 1.
+    turning by ``bend`` (S-shaped when ``s_shaped``); as ``pinch`` -> 1 the thickness is modulated
+    into ``n_lobes`` round lobes (and the line shortened so lobes are about as long as wide). The
+    thickness is solved so the nuclear area stays that of a disc of radius ``r_eq``.
     """
     p = m.p
     length = p["length"] * r_eq
     if length < 0.08 * r_eq:
         return np.zeros((1, 2)), np.array([r_eq])
     area = np.pi * r_eq * r_eq
-    t = (-length + np.sqrt(length * length + np.pi * area)) / np.pi  # pi t^2 + 2 L t = area
+    pinch = p["pinch"]
+    n = m.n_lobes
+    lobed = pinch > 0.3 and n > 1
+    w = (pinch - 0.3) / 0.7 if lobed else 0.0
+    elong = 1.3  # lobes are ovals along the centre line
+    if lobed:  # n oval lobes of width rho sharing the area, a narrow gap between them
+        rho = r_eq / np.sqrt(n * elong * 0.85) * np.exp(rng.normal(0, 0.1, n))
+        length = (1 - w) * length + w * 2.25 * elong * float(rho.mean()) * (n - 1)
     k = 32
     s = np.linspace(-0.5, 0.5, k) * length
-    kappa = p["bend"] / length
-    heading = kappa * (np.abs(s) if m.s_shaped else s)
-    if p["pinch"] > 0.3:  # lobes do not sit on a perfect arc
-        heading = heading + np.cumsum(rng.normal(0, 0.12 * p["pinch"], k))
+    # long lobe chains curl up (a rosette) instead of running straight across the cell
+    kappa = p["bend"] * (1 + 0.35 * max(n - 2, 0) * w) / length
+    heading = kappa * (np.abs(s) if m.s_shaped and n < 4 else s)
+    if lobed:  # lobes do not sit on a perfect arc
+        heading = heading + np.cumsum(rng.normal(0, 0.15 * pinch, k))
     ds = length / (k - 1)
     x, y = np.cumsum(np.cos(heading)) * ds, np.cumsum(np.sin(heading)) * ds
     pts = np.stack([x - x.mean(), y - y.mean()], axis=1)
-    pinch = p["pinch"]
-    if pinch > 0:
-        f = ((s / length + 0.5) * m.n_lobes) % 1.0
-        lobe = 2 * np.sqrt(np.clip(f * (1 - f), 0, None))       # semicircle profile per lobe
-        prof = (1 - pinch) + pinch * lobe
-        prof = np.maximum(prof, 0.1)                            # chromatin filaments between lobes
+    if 0 < pinch and not lobed:  # a band starting to constrict: gentle waists along the tube
+        prof = 1 - pinch * 0.5 * (1 + np.cos(2 * np.pi * rng.random() + 6 * np.pi * s / length))
     else:
         prof = np.ones(k)
-    # keep the nuclear area close to the target whatever the thickness profile
-    area_est = np.sum(2 * t * prof) * ds + np.pi * t * t * prof[0] * prof[-1]
-    t = t * np.clip(area / max(area_est, 1e-6), 0.6, 2.2) ** (0.5 if pinch > 0.3 else 1.0)
-    return pts, t * prof
+    # area of a tube ~ pi t^2 p_0 p_end (round ends) + 2 t L mean(prof): solve for t
+    qa = np.pi * prof[0] * prof[-1]
+    qb = 2 * length * prof.mean()
+    t = (-qb + np.sqrt(qb * qb + 4 * qa * area)) / (2 * qa)
+    radii = t * prof
+    if lobed:
+        # discs of radius rho - d/elong at distance d from a lobe centre fill a lens-shaped oval
+        # (a circle when elong = 1); a thin chromatin filament remains between lobes
+        centres = np.linspace(-0.5, 0.5, n) * length
+        d = np.abs(s[:, None] - centres[None, :])
+        j = d.argmin(axis=1)
+        lobes = np.maximum(rho[j] - d[np.arange(k), j] / elong, 0.1 * rho[j])
+        radii = (1 - w) * radii + w * lobes
+    return pts, radii
 
 
 @dataclass

@@ -59,7 +59,7 @@ RBC_FILL = 0.75          # expected red cells at density 1 = RBC_FILL * free are
 # works in optical density (Beer-Lambert: OD = -ln(I/I0)), so overlapping structures darken
 # naturally and per-slide stain variation is a change of these vectors.
 STAIN_RGB: dict[str, tuple[int, int, int]] = {
-    "nucleus": (98, 52, 142),     # azure-eosinate of chromatin (Romanowsky purple)
+    "nucleus": (86, 42, 130),     # azure-eosinate of chromatin (Romanowsky purple)
     "azure": (112, 140, 212),     # basophilic (RNA-rich) cytoplasm
     "eosin": (238, 168, 160),     # haemoglobin / acidophilic cytoplasm
     "neutral": (212, 182, 216),   # lilac "neutral" cytoplasm of maturing granulocytes, monocyte grey
@@ -67,7 +67,7 @@ STAIN_RGB: dict[str, tuple[int, int, int]] = {
     "specific": (214, 150, 196),  # specific (secondary) neutrophil granules: fine pinkish-lilac dust
     "eo": (236, 118, 66),         # eosinophil granules: orange
     "baso": (52, 24, 82),         # basophil granules: blue-black
-    "rbc": (236, 160, 150),       # red cells
+    "rbc": (230, 176, 172),       # red cells
     "plasma": (196, 200, 232),    # thin proteinaceous film between cells
 }
 COMPONENTS: tuple[str, ...] = tuple(STAIN_RGB)
@@ -119,12 +119,12 @@ PROGRAMS: dict[str, dict] = {
     "neutrophil": dict(
         knots=[0.0, 0.25, 0.5, 0.75, 1.0],
         diameter=[19.0, 15.0, 13.5, 12.5, 12.0],
-        nuc_frac=[0.42, 0.36, 0.30, 0.25, 0.22],
+        nuc_frac=[0.42, 0.36, 0.31, 0.27, 0.27],
         length=[0.05, 0.25, 1.3, 3.4, 5.0],
         bend=[0.0, 0.4, 2.2, 3.1, 3.3],
         s_shape=[0.0, 0.0, 0.0, 0.3, 0.45],
         pinch=[0.0, 0.0, 0.0, 0.1, 0.95],
-        lobes=[1.0, 1.0, 1.0, 2.0, 3.3],
+        lobes=[1.0, 1.0, 1.0, 2.0, 3.1],
         aspect=[1.15, 1.2, 1.1, 1.0, 1.0],
         ecc=[0.55, 0.6, 0.4, 0.2, 0.15],
         coarse=[0.2, 0.5, 0.7, 0.85, 0.95],

