@@ -132,3 +132,18 @@ def test_bad_inputs(blobs):
     svm = SVMStage(**FAST).fit(X, y)
     with pytest.raises(ValueError, match="features"):
         svm.predict(X[:, :5])
+
+
+def test_uncalibrated_stage_predicts_but_has_no_probabilities_and_search_subsamples():
+    from sklearn.datasets import make_blobs
+    from sklearn.exceptions import NotFittedError
+
+    X, y = make_blobs(n_samples=300, centers=3, n_features=8, random_state=0)
+    fast = SVMStage(calibrate=False, max_search=60, random_state=0).fit(X, y)
+    assert fast.calibrated_ is None and (fast.predict(X) == y).mean() > 0.95
+    with pytest.raises(NotFittedError, match="calibrate=False"):
+        fast.predict_proba(X)
+    # the final fit used every sample even though the search saw 60
+    assert fast.svc_.support_vectors_.shape[0] <= 300 and fast.n_features_in_ == 8
+    full = SVMStage(random_state=0).refit_only(X, y, params=fast.best_params_)
+    np.testing.assert_allclose(full.predict_proba(X).sum(1), 1.0)

@@ -43,6 +43,11 @@ class SVMStage(ClassifierMixin, BaseEstimator):
             when the smallest class has fewer samples.
         scoring: scikit-learn scorer name for the search.
         max_train: fit on at most this many samples (stratified subsample; every class kept).
+        max_search: grid-search on at most this many samples (the final fit still uses up to
+            ``max_train``). The search costs |grid| x cv fits, the final fit one: subsampling only
+            the search is what keeps per-epoch validation cheap on a CPU.
+        calibrate: fit the probability calibration (3 more SVC fits). Validation during training
+            only needs ``predict``; the final, packaged SVM needs ``predict_proba``.
         calibration: "sigmoid" or "isotonic" (``CalibratedClassifierCV(method=...)``).
         predict_from: "svc" (the SVM decision, default) or "proba" (arg-max probability).
         random_state, n_jobs: as in scikit-learn.
@@ -59,6 +64,8 @@ class SVMStage(ClassifierMixin, BaseEstimator):
         cv: int = 3,
         scoring: str = "f1_macro",
         max_train: int | None = None,
+        max_search: int | None = None,
+        calibrate: bool = True,
         calibration: str = "sigmoid",
         predict_from: str = "svc",
         random_state: int | None = 0,
@@ -69,6 +76,8 @@ class SVMStage(ClassifierMixin, BaseEstimator):
         self.cv = cv
         self.scoring = scoring
         self.max_train = max_train
+        self.max_search = max_search
+        self.calibrate = calibrate
         self.calibration = calibration
         self.predict_from = predict_from
         self.random_state = random_state
@@ -81,9 +90,10 @@ class SVMStage(ClassifierMixin, BaseEstimator):
         start = time.perf_counter()
         X, y = self._subsample(X, y)
         counts = np.unique(y, return_counts=True)[1]
+        X_search, y_search = self._subsample(X, y, self.max_search)
         grid = {"svc__gamma": list(self.gammas), "svc__C": [float(c) for c in self.Cs]}
         n_candidates = len(grid["svc__gamma"]) * len(grid["svc__C"])
-        n_splits = self._n_splits(counts, purpose="grid search")
+        n_splits = self._n_splits(np.unique(y_search, return_counts=True)[1], purpose="grid search")
         if n_candidates == 1 or n_splits < 2:
             if n_candidates > 1:
                 warnings.warn(
@@ -107,7 +117,7 @@ class SVMStage(ClassifierMixin, BaseEstimator):
             with warnings.catch_warnings():
                 # folds that miss a tiny class make f1 "ill-defined"; the reduced-cv warning covers it
                 warnings.filterwarnings("ignore", message=".*(ill-defined|least populated class).*")
-                search.fit(X, y)
+                search.fit(X_search, y_search)
             best = search.best_params_
             self.best_params_ = {"gamma": best["svc__gamma"], "C": float(best["svc__C"])}
             self.best_score_ = float(search.best_score_)
@@ -150,7 +160,10 @@ class SVMStage(ClassifierMixin, BaseEstimator):
         svc = SVC(kernel="rbf", gamma=self.best_params_["gamma"], C=self.best_params_["C"],
                   random_state=self.random_state)
         n_cal = self._n_splits(counts, purpose="calibration", warn=False)
-        if n_cal >= 2:
+        if not self.calibrate:
+            self.svc_ = svc.fit(Xs, y)
+            self.calibrated_ = None
+        elif n_cal >= 2:
             # ensemble=False: cross-validated decision values fit the sigmoid, then one SVC is
             # refit on all of X — that SVC is the classifier we keep (no second fit needed).
             self.calibrated_ = CalibratedClassifierCV(
@@ -180,6 +193,9 @@ class SVMStage(ClassifierMixin, BaseEstimator):
     def predict_proba(self, X: Any) -> np.ndarray:
         """Calibrated probabilities, columns in ``classes_`` order, rows summing to 1."""
         Xs = self._transform(X)
+        if self.calibrated_ is None:
+            raise NotFittedError("this SVMStage was fitted with calibrate=False: no probabilities; "
+                                 "refit with calibrate=True (e.g. refit_only) to get predict_proba")
         return self.calibrated_.predict_proba(Xs)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -192,7 +208,7 @@ class SVMStage(ClassifierMixin, BaseEstimator):
 
     # --- helpers ------------------------------------------------------------------------------
     def _transform(self, X: Any) -> np.ndarray:
-        check_is_fitted(self, ["scaler_", "svc_", "calibrated_"])
+        check_is_fitted(self, ["scaler_", "svc_"])
         X = check_array(X, dtype=np.float64)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, but SVMStage was fitted with {self.n_features_in_}")
@@ -234,10 +250,11 @@ class SVMStage(ClassifierMixin, BaseEstimator):
             )
         return n
 
-    def _subsample(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if not self.max_train or len(y) <= int(self.max_train):
+    def _subsample(self, X: np.ndarray, y: np.ndarray, limit: int | None | str = "max_train") -> tuple[np.ndarray, np.ndarray]:
+        limit = self.max_train if limit == "max_train" else limit
+        if not limit or len(y) <= int(limit):
             return X, y
-        idx = resample(np.arange(len(y)), n_samples=int(self.max_train), replace=False, stratify=y,
+        idx = resample(np.arange(len(y)), n_samples=int(limit), replace=False, stratify=y,
                        random_state=self.random_state)
         # resample's stratification rounds rare classes down (to zero, even): top every class up
         # to min(its size, cv) samples so it stays known to the SVM and usable for inner CV.

@@ -18,9 +18,9 @@ AUTO = "auto"  # "take the preset's value"
 # setting of the guide papers (DenseNet-121, 224 px, patience 50, grid search every 5 epochs).
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(backbone="resnet18", img_size=64, epochs=30, patience=8, batch_size=64,
-                lr=1e-3, svm_every=5, embedding_dim=256),
+                lr=1e-3, svm_every=5, embedding_dim=256, svm_max_search=1500),
     "paper": dict(backbone="densenet121", img_size=224, epochs=1000, patience=50, batch_size=32,
-                  lr=1e-4, svm_every=5, embedding_dim=256),
+                  lr=1e-4, svm_every=5, embedding_dim=256, svm_max_search=None),
 }
 
 
@@ -40,6 +40,7 @@ class TrainConfig:
     embedding_dim: int = 256
     lr: float = 1e-3
     svm_every: int = 5
+    svm_max_search: int | None = 1500  # grid search on a stratified subsample (preset; None = all)
     seed: int = 0
     limit: int | None = None
     register: bool = True
@@ -146,6 +147,7 @@ def resolve_config(family: str, raw: Mapping[str, Any], family_param_names: tupl
     cfg.batch_size = parse_int("batch_size", pick("batch_size"), minimum=4)  # type: ignore[assignment]
     cfg.embedding_dim = parse_int("embedding_dim", pick("embedding_dim"), minimum=2)  # type: ignore[assignment]
     cfg.svm_every = parse_int("svm_every", pick("svm_every"), minimum=1)  # type: ignore[assignment]
+    cfg.svm_max_search = base["svm_max_search"]
     cfg.lr = parse_float("lr", pick("lr"), low=0.0)
     if cfg.lr <= 0:
         raise ValueError(f"parameter 'lr' must be > 0, got {cfg.lr}")
@@ -164,7 +166,7 @@ def resolve_config(family: str, raw: Mapping[str, Any], family_param_names: tupl
 
     cfg.family_params = {k: raw.pop(k) for k in list(raw) if k in family_param_names}
     if raw:
-        known = sorted({f.name for f in dataclasses.fields(TrainConfig)} - {"family", "family_params"}
+        known = sorted({f.name for f in dataclasses.fields(TrainConfig)} - {"family", "family_params", "svm_max_search"}
                        | set(family_param_names))
         raise ValueError(f"unknown parameter(s) {sorted(raw)} for family {family!r}; "
                          f"known parameters: {', '.join(known)}")

@@ -253,6 +253,7 @@ def _train_fold(fam: Family, cfg: TrainConfig, dataset, fold: int, *, nested: bo
 def _train_in_run(run, fam: Family, cfg: TrainConfig, dataset, fold: int, ckpt_dir: Path, progress: bool,
                   log_model: bool = True) -> FoldResult:
     from zoo.data.datasets import make_loaders
+    from zoo.evaluate.svm import SVMStage
     from zoo.evaluate.metrics import classification_metrics, scalar_metrics
     from zoo.evaluate.plots import plot_confusion_matrix, plot_embedding_map
     from zoo.knowledge import load_ontology
@@ -288,15 +289,18 @@ def _train_in_run(run, fam: Family, cfg: TrainConfig, dataset, fold: int, ckpt_d
             lr=cfg.lr, device=cfg.device, callbacks=fam.callbacks(loss), checkpoint_dir=ckpt_dir,
             resume=cfg.resume, svm_every=cfg.svm_every, train_eval_loader=_train_eval_loader(loaders["train"]),
             classes=classes, severity=severity, ontology=ontology, seed=cfg.seed, progress=progress,
+            # Validation only needs decisions: no calibration, grid search on a subsample.
+            svm=SVMStage(random_state=cfg.seed, calibrate=False, max_search=cfg.svm_max_search),
             logger=run, extra={"run_id": run.run_id},
         )
         fit = trainer.fit()
 
-        # Test: the SVM stage fitted at the best epoch, on the best epoch's weights.
-        svm = fit.svm
-        train_emb, train_y = trainer.embed(trainer.train_eval_loader, desc="embed train")  # best weights
-        if svm is None:
+        # Test: the best epoch's weights and SVM hyper-parameters; the packaged SVM is refitted on
+        # all training embeddings with calibrated probabilities.
+        if fit.svm is None:
             raise RuntimeError("training ended without a fitted SVM stage (no validation ran)")
+        train_emb, train_y = trainer.embed(trainer.train_eval_loader, desc="embed train")  # best weights
+        svm = SVMStage(random_state=cfg.seed).refit_only(train_emb, train_y, params=fit.svm.best_params_)
         test_emb, test_y = trainer.embed(loaders["test"], desc="embed test")
         pred = svm.predict(test_emb)
         test = classification_metrics(test_y, pred, classes, severity=severity, ontology=ontology)

@@ -119,6 +119,21 @@ def nucleus_centreline(m: Morph, r_eq: float, rng: np.random.Generator) -> tuple
     return pts, radii
 
 
+def packed_points(rng: np.random.Generator, radius: float, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """Points on a randomly rotated, jittered hexagonal grid inside a disc (dense, even granules)."""
+    spacing = max(spacing, 0.8)
+    k = int(np.ceil(radius / spacing)) + 1
+    i, j = np.meshgrid(np.arange(-k, k + 1), np.arange(-k, k + 1))
+    x = (i + 0.5 * (j % 2)) * spacing
+    y = j * spacing * np.sqrt(3) / 2
+    t = rng.random() * 2 * np.pi
+    x, y = x * np.cos(t) - y * np.sin(t), x * np.sin(t) + y * np.cos(t)
+    x = x.ravel() + rng.normal(0, 0.18 * spacing, x.size)
+    y = y.ravel() + rng.normal(0, 0.18 * spacing, y.size)
+    inside = np.hypot(x, y) < radius
+    return x[inside], y[inside]
+
+
 @dataclass
 class Drawn:
     """Where a cell landed: its window, coverages (window-sized) and a few measurements."""
@@ -126,7 +141,6 @@ class Drawn:
     window: Window
     cell: np.ndarray
     nucleus: np.ndarray
-    diameter_px: float
 
 
 def draw_cell(m: Morph, maps: dict[str, np.ndarray], cx: float, cy: float, ppu: float,
@@ -164,8 +178,11 @@ def draw_cell(m: Morph, maps: dict[str, np.ndarray], cx: float, cy: float, ppu: 
     u = (dx * F(cr) + dy * F(sr)) / F(ax)
     v = (-dx * F(sr) + dy * F(cr)) * F(ax)
     sdf_n = tube_sdf(u, v, pts, radii)
-    if p["fold"] > 0:
-        sdf_n = sdf_n + F(p["fold"] * r_eq) * smooth_noise(rng, shape, max(0.3 * r_eq, 1.0))
+    low = smooth_noise(rng, shape, 1.0 * ppu)  # ~1 µm: cytoplasm mottling, slight nuclear unevenness
+    if p["fold"] > 0.06:  # real folds (monocytes, basophils): smooth, on the scale of the nucleus
+        sdf_n = sdf_n + F(p["fold"] * r_eq) * smooth_noise(rng, shape, max(0.4 * r_eq, 1.0))
+    elif p["fold"] > 0:
+        sdf_n = sdf_n + F(p["fold"] * r_eq) * low
     nuc = np.minimum(coverage(sdf_n), cell)
 
     # -- chromatin ---------------------------------------------------------------------------------
@@ -191,8 +208,7 @@ def draw_cell(m: Morph, maps: dict[str, np.ndarray], cx: float, cy: float, ppu: 
 
     # -- cytoplasm -----------------------------------------------------------------------------------
     cyto = cell - nuc * F(0.6)  # the nucleus displaces most, not all, cytoplasm above and below it
-    mottle = smooth_noise(rng, shape, 0.8 * ppu)
-    base = cyto * (1 + F(0.1) * mottle) * (1 + F(p["rim"]) * np.exp(np.minimum(sdf_c, 0) / F(1.0 * ppu)))
+    base = cyto * (1 + F(0.1) * low) * (1 + F(p["rim"]) * np.exp(np.minimum(sdf_c, 0) / F(1.0 * ppu)))
     if p["golgi"] > 0.02:  # pale paranuclear zone on the side of the cell centre
         gx, gy = (ncx - cx, ncy - cy) if off > 0.5 else (np.cos(psi + np.pi), np.sin(psi + np.pi))
         norm = np.hypot(gx, gy) or 1.0
@@ -219,10 +235,14 @@ def draw_cell(m: Morph, maps: dict[str, np.ndarray], cx: float, cy: float, ppu: 
         dens = p[kind]
         if dens <= 0:
             continue
-        n = int(rng.poisson(dens * area_um2))
+        if kind == "eo":  # eosinophil granules fill the cytoplasm evenly: a jittered hexagonal packing
+            gx, gy = packed_points(rng, 0.9 * radius, 1.35 * p["eo_um"] * ppu / np.sqrt(dens))
+            n = len(gx)
+        else:
+            n = int(rng.poisson(dens * area_um2))
+            gx, gy = disc_points(rng, n, 0.9 * radius)
         if n == 0:
             continue
-        gx, gy = disc_points(rng, n, 0.9 * radius)
         gx, gy = gx + cx, gy + cy
         # keep granules off the nucleus except a share ``over_nucleus`` (the rest lie beside it)
         gu = ((gx - ncx) * cr + (gy - ncy) * sr) / ax
@@ -231,7 +251,7 @@ def draw_cell(m: Morph, maps: dict[str, np.ndarray], cx: float, cy: float, ppu: 
         keep = ~on_nuc | (rng.random(n) < over_nucleus)
         gx, gy = gx[keep], gy[keep]
         size_px = p[f"{kind}_um"] * ppu * (0.8 + 0.4 * rng.random())
-        w = (0.55 + 0.6 * rng.random(len(gx))).astype(F)
+        w = ((0.6 + 0.3 * rng.random(len(gx))) if kind == "eo" else (0.55 + 0.6 * rng.random(len(gx)))).astype(F)
         dots = splat(shape, gx - win.x0, gy - win.y0, w, 0.5 * size_px)
         maps[kind][sl] += np.minimum(dots, 1.6) * cell
-    return Drawn(window=win, cell=cell, nucleus=nuc, diameter_px=2 * radius)
+    return Drawn(window=win, cell=cell, nucleus=nuc)

@@ -42,7 +42,8 @@ MIN_FRACTION = 60 / 4560
 # -- sampling ------------------------------------------------------------------------------------
 # Stage borders are logistic with this scale (maturity units) at difficulty 1: a cell at maturity m
 # belongs to stage k with probability sigmoid((m - lo_k)/s) - sigmoid((m - hi_k)/s). Neutrophil
-# stages are 0.25 apart, so s = 0.045 makes roughly a quarter of every stage look like its neighbour.
+# stages are 0.25 apart, so s = 0.045 puts ~25 % of each neutrophil stage's cells beyond its crisp
+# bin (erythroid ~20 %, monocyte ~6 %): neighbouring stages genuinely overlap.
 BORDER_SCALE = 0.045
 # Per-cell morphological scatter (the JITTER table below) is multiplied by
 # JITTER_BASE + (1 - JITTER_BASE) * difficulty, so difficulty 0 still gives varied cells.
@@ -105,13 +106,13 @@ BACKGROUNDS: tuple[tuple[int, int, int], ...] = (
 #   golgi        pale paranuclear (Golgi) zone;  halo: pale perinuclear ring (erythroblasts)
 #   vacuoles     expected number of cytoplasmic vacuoles;  rim: darker cell periphery
 #   outline      irregularity of the cell outline;  blebs: cytoplasmic protrusions
-#   azuro/specific/eo/baso   granule amounts (azuro/eo/baso: granules per µm² of cell area;
-#                specific: stain amount of the fine granular texture)
+#   azuro/specific/eo/baso   granule amounts (azuro/baso: granules per µm² of cell area; eo:
+#                packing density (1 = granules touching); specific: stain of the fine texture)
 DEFAULTS: dict[str, float] = dict(
     diameter=12.0, nuc_frac=0.4, length=0.0, bend=0.0, s_shape=0.0, pinch=0.0, lobes=1.0,
     aspect=1.12, fold=0.03, ecc=0.3, coarse=0.5, nuc_density=1.0, nucleoli=0.0, nucleolus_um=0.9,
     azure=0.3, eosin=0.1, neutral=0.0, golgi=0.0, halo=0.0, vacuoles=0.0, rim=0.15, outline=0.025,
-    blebs=0.0, azuro=0.0, azuro_um=0.5, specific=0.0, eo=0.0, eo_um=0.75, baso=0.0, baso_um=0.8,
+    blebs=0.0, azuro=0.0, azuro_um=0.5, specific=0.0, eo=0.0, eo_um=0.62, baso=0.0, baso_um=0.8,
 )
 
 PROGRAMS: dict[str, dict] = {
@@ -146,10 +147,11 @@ PROGRAMS: dict[str, dict] = {
         aspect=[1.08, 1.12],
         ecc=[0.2, 0.35],
         coarse=[0.05, 0.12],
-        nuc_density=[0.72, 0.75],
+        nuc_density=[0.68, 0.72],
         nucleoli=[2.0, 1.6],
-        azure=[0.75, 0.62],
+        azure=[0.55, 0.48],
         eosin=[0.02, 0.04],
+        neutral=[0.15, 0.15],
         azuro=[0.0, 0.1],
         rim=[0.35, 0.3],
     ),
@@ -161,9 +163,9 @@ PROGRAMS: dict[str, dict] = {
         aspect=[1.05, 1.03, 1.02, 1.0],
         ecc=[0.15, 0.2, 0.3, 0.5],
         coarse=[0.2, 0.6, 0.85, 0.3],
-        nuc_density=[0.8, 1.0, 1.15, 1.55],
+        nuc_density=[0.88, 1.02, 1.15, 1.55],
         nucleoli=[1.3, 0.15, 0.0, 0.0],
-        azure=[1.05, 0.95, 0.42, 0.08],
+        azure=[1.25, 1.05, 0.42, 0.08],
         eosin=[0.04, 0.1, 0.32, 0.62],
         neutral=[0.0, 0.0, 0.12, 0.0],
         halo=[0.45, 0.35, 0.1, 0.0],
@@ -177,10 +179,10 @@ PROGRAMS: dict[str, dict] = {
         knots=[0.0, 1.0],
         diameter=[18.0, 16.0],
         nuc_frac=[0.52, 0.4],
-        length=[0.45, 1.3],
-        bend=[0.8, 2.2],
+        length=[0.6, 1.8],
+        bend=[1.0, 2.6],
         aspect=[1.15, 1.15],
-        fold=[0.1, 0.22],
+        fold=[0.09, 0.15],
         ecc=[0.3, 0.35],
         coarse=[0.12, 0.3],
         nuc_density=[0.72, 0.82],
@@ -224,7 +226,7 @@ PROGRAMS: dict[str, dict] = {
         nuc_density=[0.95, 1.05],
         azure=[0.22, 0.08],
         eosin=[0.1, 0.12],
-        eo=[0.95, 1.05],
+        eo=[0.9, 1.0],
     ),
     # basophil: lobulated pale nucleus hidden under coarse blue-black granules
     "basophil": dict(

@@ -15,33 +15,13 @@ from tqdm.auto import tqdm
 
 from . import config
 from .render import png_bytes
-from .sampling import check_classes, class_counts, class_frequencies, neighbour_pool, sample_cells, stages
+from .sampling import (check_arguments, check_classes, class_counts, class_frequencies, neighbour_pool,
+                       sample_cells, stages)
 from .scene import SlideStyle, make_slides, render_patch
 
 MANIFEST = "cells.csv"
 INFO = "synth.json"
 _OUTPUTS = ("images", "masks", MANIFEST, INFO)
-
-
-def _check(n_cells, img_size, seed, density, n_slides, difficulty, workers) -> None:
-    def is_int(x) -> bool:
-        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-    if not is_int(n_cells) or n_cells < 1:
-        raise ValueError(f"n_cells must be a positive integer, got {n_cells!r}")
-    if not is_int(img_size) or img_size < 32:
-        raise ValueError(f"img_size must be an integer >= 32 (cells are unreadable below), got {img_size!r}")
-    if not is_int(seed) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if not isinstance(density, (int, float)) or not 0.0 <= float(density) <= 1.0:
-        raise ValueError(f"density must be a number in [0, 1] (0 = no red cells or neighbours), got {density!r}")
-    if not is_int(n_slides) or n_slides < 1:
-        raise ValueError(f"n_slides must be a positive integer, got {n_slides!r}")
-    if not isinstance(difficulty, (int, float)) or not 0.0 <= float(difficulty) <= 4.0:
-        raise ValueError(f"difficulty must be a number in [0, 4] (0 = crisp stage borders, 1 = default), "
-                         f"got {difficulty!r}")
-    if not is_int(workers) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
 
 
 def _prepare_out(out: Path) -> None:
@@ -89,7 +69,8 @@ def generate(out_dir: str | Path, n_cells: int = 4560, img_size: int = 96, seed:
     (0: the central cell alone); ``difficulty`` scales the fuzziness of the stage borders and the
     per-cell scatter (0 crisp, 1 default, larger harder).
     """
-    _check(n_cells, img_size, seed, density, n_slides, difficulty, workers)
+    check_arguments(n_cells=n_cells, img_size=img_size, seed=seed, density=density, n_slides=n_slides,
+                    difficulty=difficulty, workers=workers)
     classes = check_classes(classes)
     out = Path(out_dir)
     cells = sample_cells(n_cells, seed, classes, n_slides, difficulty, density)

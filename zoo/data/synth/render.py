@@ -96,9 +96,16 @@ def points_sdf(qx: np.ndarray, qy: np.ndarray, pts: np.ndarray, radii: np.ndarra
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, int], sigma: float) -> np.ndarray:
     """Gaussian-filtered white noise with unit standard deviation (a texture at scale ``sigma``)."""
-    n = rng.standard_normal(shape, dtype=F)
-    if sigma > 0.3:
-        n = ndimage.gaussian_filter(n, sigma, mode="reflect", truncate=3.0)
+    if sigma > 4.0:
+        # wide kernels are slow: filter coarse noise and interpolate it up (same spectrum, ~10x faster)
+        f = sigma / 1.25
+        small = (int(np.ceil(shape[0] / f)) + 3, int(np.ceil(shape[1] / f)) + 3)
+        n = ndimage.gaussian_filter(rng.standard_normal(small, dtype=F), 1.25, mode="reflect", truncate=3.0)
+        n = ndimage.zoom(n, f, order=1, mode="nearest", grid_mode=False)[: shape[0], : shape[1]]
+    else:
+        n = rng.standard_normal(shape, dtype=F)
+        if sigma > 0.3:
+            n = ndimage.gaussian_filter(n, sigma, mode="reflect", truncate=3.0)
     sd = float(n.std())
     return n / F(sd if sd > 1e-6 else 1.0)
 

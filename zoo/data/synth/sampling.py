@@ -12,6 +12,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from zoo.knowledge import DEFAULT_CLASSES, load_ontology
+
 from . import config
 from .scene import make_slides
 
@@ -26,15 +28,7 @@ class Stage:
     hi: float | None
 
 
-def _ontology():
-    from zoo.knowledge import load_ontology
-
-    return load_ontology()
-
-
 def default_classes() -> tuple[str, ...]:
-    from zoo.knowledge import DEFAULT_CLASSES
-
     return tuple(DEFAULT_CLASSES)
 
 
@@ -42,7 +36,7 @@ def stages(classes: Iterable[str] | None = None) -> dict[str, Stage]:
     """Lineage and maturity bin of each class, from the ontology: a ranked stage's bin runs between
     the midpoints to its neighbouring stages (so its ontology maturity is the bin centre), open
     at the lineage ends; a class alone in its lineage (blast, basophil, eosinophil) spans [0, 1]."""
-    ont = _ontology()
+    ont = load_ontology()
     classes = default_classes() if classes is None else tuple(classes)
     out = {}
     for cid in classes:
@@ -56,6 +50,32 @@ def stages(classes: Iterable[str] | None = None) -> dict[str, Stage]:
             hi = None if i == len(series) - 1 else 0.5 * (mats[i] + mats[i + 1])
         out[cid] = Stage(cid, lineage, lo, hi)
     return out
+
+
+def check_arguments(**kw) -> None:
+    """ValueError naming the first bad argument among those given (n_cells, img_size, seed,
+    density, n_slides, difficulty, workers)."""
+    def is_int(x) -> bool:
+        return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+
+    def is_num(x) -> bool:
+        return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool)
+
+    rules = {
+        "n_cells": (lambda x: is_int(x) and x >= 1, "a positive integer"),
+        "img_size": (lambda x: is_int(x) and x >= 32, "an integer >= 32 (cells are unreadable below)"),
+        "seed": (lambda x: is_int(x) and x >= 0, "a non-negative integer"),
+        "density": (lambda x: is_num(x) and 0.0 <= x <= 1.0,
+                    "a number in [0, 1] (0 = the cell alone, no red cells or neighbours)"),
+        "n_slides": (lambda x: is_int(x) and x >= 1, "a positive integer"),
+        "difficulty": (lambda x: is_num(x) and 0.0 <= x <= 4.0,
+                       "a number in [0, 4] (0 = crisp stage borders, 1 = default)"),
+        "workers": (lambda x: is_int(x) and x >= 1, "a positive integer"),
+    }
+    for name, value in kw.items():
+        ok, what = rules[name]
+        if not ok(value):
+            raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
 def check_classes(classes: Sequence[str] | None) -> tuple[str, ...]:
@@ -111,7 +131,8 @@ def class_counts(n_cells: int, classes: Sequence[str] | None = None,
 
 def _sample_maturity(rng: np.random.Generator, n: int, stage: Stage, scale: float) -> np.ndarray:
     """Maturity of ``n`` cells labelled ``stage``: m ~ Uniform[0, 1] conditioned on the label, with
-    P(label | m) = sigmoid((m - lo)/s) - sigmoid((m - hi)/s) (logistic stage borders). Sampling
+    P(label | m) = sigmoid((m - lo)/s) - sigmoid((m - hi)/s) (logistic stage borders, tails cut
+    at 4 s). Sampling
     the label first fixes the class counts; by Bayes the maturities are exactly those of
     'uniform maturity, then a fuzzy threshold', so neighbouring stages overlap."""
     grid = np.linspace(0.0, 1.0, 4001)
@@ -125,6 +146,12 @@ def _sample_maturity(rng: np.random.Generator, n: int, stage: Stage, scale: floa
 
     lo = np.ones_like(grid) if stage.lo is None else below(stage.lo)
     dens = np.clip(lo - below(stage.hi), 0, None)
+    # cut the exponential tails at 4 s past a border: confusion with the neighbouring stage only,
+    # never a "metamyelocyte" drawn as a promyelocyte
+    if stage.lo is not None:
+        dens[grid < stage.lo - 4 * scale] = 0
+    if stage.hi is not None:
+        dens[grid > stage.hi + 4 * scale] = 0
     cdf = np.concatenate([[0.0], np.cumsum(0.5 * (dens[1:] + dens[:-1]))])
     cdf /= cdf[-1]
     return np.interp(rng.random(n), cdf, grid)
@@ -135,6 +162,7 @@ def sample_cells(n_cells: int, seed: int = 0, classes: Sequence[str] | None = No
     """The cells of a synthetic dataset, without pixels: one row per cell with ``cell_index``,
     ``source_label``, ``lineage``, ``maturity``, ``group`` (slide), ``density`` (effective red-cell
     density on that slide), ``image`` and ``mask`` (paths relative to the output folder)."""
+    check_arguments(n_cells=n_cells, seed=seed, n_slides=n_slides, difficulty=difficulty, density=density)
     classes = check_classes(classes)
     counts = class_counts(n_cells, classes)
     st = stages(classes)

@@ -60,7 +60,7 @@ def make_slide(seed: int, k: int) -> SlideStyle:
         background=tuple(float(x) for x in bg),
         vignette=float(rng.uniform(0.0, 0.2)),
         vignette_centre=tuple(float(x) for x in rng.normal(0, 0.25, 2)),
-        blur_um=float(rng.uniform(0.08, 0.32)),
+        blur_um=float(rng.uniform(0.06, 0.26)),
         noise_sd=float(rng.uniform(0.8, 3.5)),
         jpeg_quality=int(rng.integers(72, 96)),
         magnification=float(rng.uniform(0.94, 1.06)),
