@@ -223,7 +223,7 @@ def reuse_loaders():
 
 
 def _train_fold(fam: Family, cfg: TrainConfig, dataset, fold: int, *, nested: bool, progress: bool,
-                log_model: bool = True) -> FoldResult:
+                log_model: bool = True, embedding_map: str = "auto") -> FoldResult:
     import mlflow
 
     from zoo.tracking.runs import start_run
@@ -247,11 +247,11 @@ def _train_fold(fam: Family, cfg: TrainConfig, dataset, fold: int, *, nested: bo
     params = {**cfg.to_dict(), **fam.params, "fold": fold}
     with start_run(cfg.family, dataset=dataset, fold=fold, params=params, config=params, nested=nested,
                    name_parts=fam.name_parts(), tags=fam.tags(), run_id=None if nested else resume_run) as run:
-        return _train_in_run(run, fam, cfg, dataset, fold, ckpt_dir, progress, log_model)
+        return _train_in_run(run, fam, cfg, dataset, fold, ckpt_dir, progress, log_model, embedding_map)
 
 
 def _train_in_run(run, fam: Family, cfg: TrainConfig, dataset, fold: int, ckpt_dir: Path, progress: bool,
-                  log_model: bool = True) -> FoldResult:
+                  log_model: bool = True, embedding_map: str = "auto") -> FoldResult:
     from zoo.data.datasets import make_loaders
     from zoo.evaluate.svm import SVMStage
     from zoo.evaluate.metrics import classification_metrics, scalar_metrics
@@ -313,7 +313,7 @@ def _train_in_run(run, fam: Family, cfg: TrainConfig, dataset, fold: int, ckpt_d
         title = run_title(fam, cfg, fold)
         run.log_figure(plot_confusion_matrix(test["confusion_matrix"], classes, ontology=ontology,
                                              title=f"{title} — test"), "plots/confusion_matrix.png")
-        run.log_figure(plot_embedding_map(test_emb, test_y, classes, ontology=ontology,
+        run.log_figure(plot_embedding_map(test_emb, test_y, classes, ontology=ontology, method=embedding_map,
                                           title=f"{title} — test embeddings", random_state=cfg.seed),
                        "plots/embedding_map.png")
         run.log_figure(plot_history(fit.history), "plots/history.png")
