@@ -149,3 +149,21 @@ def test_killed_training_resumes_in_the_same_run(home):
         "print('RESUMED', r.info.status, sorted({m.step for m in h}), 'test_macro_f1' in r.data.metrics)\n",
         env, home)
     assert "RESUMED FINISHED [1, 2, 3, 4] True" in out
+
+
+def test_compare_guides_writes_table_chart_and_report(home):
+    home, env = home
+    proc = run([str(BIN / "zoo"), "compare-guides", "--dataset", "tiny", "--guides", "kk_sim_mat,random",
+                "--losses", "distance", "--folds", "1", "--epochs", "1", "--img_size", "32", "--batch_size", "32"],
+               env, home)
+    assert "kk_sim_mat" in proc.stdout and "none (TML)" in proc.stdout
+    report = (home / "reports" / "compare_guides_tiny.md").read_text()
+    assert "| kk_sim_mat | distance |" in report and "Against the paper's claims" in report
+    assert (home / "reports" / "compare_guides_tiny.png").stat().st_size > 10_000
+    out = python(
+        "import mlflow\nfrom zoo.tracking.store import configure\nconfigure()\n"
+        "r = mlflow.search_runs(experiment_names=['zoo-guided'], filter_string=\"tags.experiment = 'compare_guides'\")\n"
+        "kids = mlflow.search_runs(experiment_names=['zoo-guided'],\n"
+        "    filter_string=f\"tags.mlflow.parentRunId = '{r.run_id[0]}'\")\n"
+        "print('KIDS', len(kids), sorted(kids['tags.family'].unique()))\n", env, home)
+    assert "KIDS 3 ['guided', 'tml']" in out
