@@ -124,13 +124,15 @@ def test_killed_training_resumes_in_the_same_run(home):
     home, env = home
     cmd = [str(BIN / "zoo"), "train", "tml", "--dataset", "tiny", "--epochs", "4", "--patience", "10",
            "--img_size", "32", "--batch_size", "32", "--svm_every", "1", "--register", "false", "--seed", "3"]
+    ckpt_root = home / "checkpoints" / "tml"
+    before = set(ckpt_root.glob("*"))  # other tests' finished trainings have checkpoints too
     proc = subprocess.Popen(cmd, env=env, cwd=home, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
-    ckpt_root = home / "checkpoints" / "tml"
     deadline = time.time() + 600
     try:
         while time.time() < deadline and proc.poll() is None:
-            if list(ckpt_root.glob("*/last.pt")):
+            new = [p for p in ckpt_root.glob("*") if p not in before and (p / "last.pt").exists()]
+            if new:
                 break
             time.sleep(0.5)
         assert proc.poll() is None, "training ended before it could be killed"
@@ -139,8 +141,8 @@ def test_killed_training_resumes_in_the_same_run(home):
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=60)
-    first = python("from zoo.train import read_extra\nimport glob\n"
-                   f"print(read_extra(glob.glob('{ckpt_root}/*')[0])['run_id'])", env, home).strip()
+    assert len(new) == 1, new
+    first = python(f"from zoo.train import read_extra\nprint(read_extra({str(new[0])!r})['run_id'])", env, home).strip()
     run([*cmd, "--resume", "true"], env, home)
     out = python(
         "import mlflow\nfrom zoo.tracking.store import configure\nconfigure(); c = mlflow.MlflowClient()\n"

@@ -82,7 +82,8 @@ def compare_guides(dataset: str = "synth", guides: str | Sequence[str] = "all",
             for fam, cfg in planned:
                 bar.set_postfix_str(f"fold {fold} {' '.join(fam.name_parts())}")
                 res = _train_fold(fam, cfg, ds, fold, nested=True, progress=False, log_model=False,
-                                  embedding_map="pca")  # UMAP per run would add minutes
+                                  embedding_map="pca",  # UMAP per run would add minutes
+                                  checkpoints=False)    # 2 x 45 MB per epoch, never resumed here
                 rows.append({"family": cfg.family, "guide": fam.params.get("guide", "none (TML)"),
                              "loss": fam.params.get("loss", "triplet"), "fold": fold, "run_id": res.run_id,
                              "seconds": res.seconds, **{k: v for k, v in res.metrics.items()

@@ -223,14 +223,14 @@ def reuse_loaders():
 
 
 def _train_fold(fam: Family, cfg: TrainConfig, dataset, fold: int, *, nested: bool, progress: bool,
-                log_model: bool = True, embedding_map: str = "auto") -> FoldResult:
+                log_model: bool = True, embedding_map: str = "auto", checkpoints: bool = True) -> FoldResult:
     import mlflow
 
     from zoo.tracking.runs import start_run
 
-    ckpt_dir = _checkpoint_dir(cfg, fam, fold)
+    ckpt_dir = _checkpoint_dir(cfg, fam, fold) if checkpoints else None
     resume_run = None
-    if cfg.resume:
+    if cfg.resume and ckpt_dir is not None:
         from zoo.train.checkpoint import read_extra
 
         extra = read_extra(ckpt_dir)
@@ -250,7 +250,7 @@ def _train_fold(fam: Family, cfg: TrainConfig, dataset, fold: int, *, nested: bo
         return _train_in_run(run, fam, cfg, dataset, fold, ckpt_dir, progress, log_model, embedding_map)
 
 
-def _train_in_run(run, fam: Family, cfg: TrainConfig, dataset, fold: int, ckpt_dir: Path, progress: bool,
+def _train_in_run(run, fam: Family, cfg: TrainConfig, dataset, fold: int, ckpt_dir: Path | None, progress: bool,
                   log_model: bool = True, embedding_map: str = "auto") -> FoldResult:
     from zoo.data.datasets import make_loaders
     from zoo.evaluate.svm import SVMStage
