@@ -138,45 +138,6 @@ class RandomAffineReflect(v2.Transform):
             return float(torch.empty(()).uniform_(lo, hi)) if hi > lo else float(lo)
 
         angle = math.radians(uniform(-self.degrees, self.degrees))
-        shx, shy = (math.tan(math.radians(uniform(-self.shear, self.shear))) for _ in range(2))
-        s = uniform(*self.scale) if self.scale else 1.0
-        tx, ty = (2 * uniform(-self.translate, self.translate) for _ in range(2))
-        # forward map in normalised coordinates ([-1, 1], square patch): x' = A x + t with
-        # A = s * R(angle) @ [[1, shx], [shy, 1]]; affine_grid wants the inverse (output -> input).
-        cos, sin = math.cos(angle), math.sin(angle)
-        a, b, c, d = s * (cos - sin * shy), s * (cos * shx - sin), s * (sin + cos * shy), s * (sin * shx + cos)
-        det = a * d - b * c
-        ia, ib, ic, id_ = d / det, -b / det, -c / det, a / det
-        return {"theta": torch.tensor([[ia, ib, -(ia * tx + ib * ty)], [ic, id_, -(ic * tx + id_ * ty)]])}
-
-    def transform(self, inpt, params):
-        if not params["apply"] or not isinstance(inpt, tv_tensors.Image):
-            return inpt
-        return tv_tensors.wrap(self.fn(inpt.as_subclass(torch.Tensor)), like=inpt)
-
-
-class RandomAffineReflect(v2.Transform):
-    """Random rotation (any angle up to ``degrees``), shift (fraction of the patch), shear and
-    scale in *one* warp whose out-of-patch samples are mirrored back in.
-
-    Written here because torchvision's affine transforms only fill with a constant colour, and
-    black or white corners on every rotated cell are a cue the network can learn; padding by
-    reflection first and cropping afterwards works with torchvision but warps twice the pixels,
-    which was the most expensive step of the pipeline. ``torch.nn.functional.grid_sample`` has
-    the reflection border built in. Images are resampled bilinearly, ``tv_tensors.Mask`` with
-    nearest neighbour (same parameters, so masks stay aligned); other inputs pass through.
-    """
-
-    def __init__(self, degrees: float = 180.0, translate: float = 0.0, shear: float = 0.0,
-                 scale: tuple[float, float] | None = None):
-        super().__init__()
-        self.degrees, self.translate, self.shear, self.scale = float(degrees), float(translate), float(shear), scale
-
-    def make_params(self, flat_inputs):
-        def uniform(lo, hi):
-            return float(torch.empty(()).uniform_(lo, hi)) if hi > lo else float(lo)
-
-        angle = math.radians(uniform(-self.degrees, self.degrees))
         shx, shy = (math.radians(uniform(-self.shear, self.shear)) for _ in range(2))
         s = uniform(*self.scale) if self.scale else 1.0
         # forward map in normalised coordinates ([-1, 1], square patch): x' = A x + t
