@@ -9,7 +9,10 @@ synthetic cells) is logged as a pyfunc to a throw-away MLflow store and loaded b
                 (untimed): the floor any serving wrapper adds to;
 * ``pyfunc-b64``    ``model.predict(DataFrame({"image": <base64 PNGs>}))`` — what
                 ``mlflow models serve`` receives: base64 + PNG decoding, eval_transform, encoder, SVM;
-* ``pyfunc-array``  ``model.predict(<(1000, 64, 64, 3) uint8 array>)``.
+* ``pyfunc-array``  ``model.predict(<(1000, 64, 64, 3) uint8 array>)``;
+* ``bare-bf16`` the bare path under ``torch.autocast("cpu", bfloat16)`` (only on CPUs with native
+                bf16, see ``zoo.train.precision``): what bf16 inference would gain; its ratio to
+                ``bare`` is the bf16 speed-up for serving.
 
 The variants alternate round by round so a busy shared machine slows all alike; round 0 is a
 warm-up. Ratios are medians of per-round ratios, on wall time and on process CPU time (with one
@@ -68,7 +71,7 @@ def build_pipeline():
     from zoo.data.transforms import eval_transform
     from zoo.evaluate import SVMStage
     from zoo.models import create_encoder
-    from zoo.tracking.pipeline import Pipeline
+    from zoo.models.embedding_svm import EmbeddingSVMModel
 
     torch.manual_seed(0)
     encoder = create_encoder("resnet18", embedding_dim=DIM, img_size=IMG).eval()
@@ -77,7 +80,7 @@ def build_pipeline():
     with torch.inference_mode():
         emb = encoder(torch.stack([tf(Image.fromarray(a)) for a in X])).numpy()
     svm = SVMStage(gammas=("scale",), Cs=(1.0,)).fit(emb, y)
-    return Pipeline("tml", encoder, svm, CLASSES, img_size=IMG, device="cpu")
+    return EmbeddingSVMModel("tml", encoder, svm, CLASSES, img_size=IMG, device="cpu")
 
 
 def main() -> None:
@@ -104,7 +107,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     pipe = build_pipeline()
     with runs.start_run("bench", fold=0):
-        info = packaging.log_pipeline(pipe)
+        info = packaging.log_zoo_model(pipe)
     model = mlflow.pyfunc.load_model(info.model_uri, model_config={"device": "cpu", "predict_batch_size": BATCH})
 
     images, _ = synthetic_cells(args.n, seed=2)
@@ -113,12 +116,12 @@ def main() -> None:
     tensors = torch.stack([tf(Image.fromarray(a)) for a in images])  # preprocessed once, untimed
     encoder, svm = pipe.encoder, pipe.svm
 
-    def bare():
+    def bare(dtype=None):
         out = []
-        with torch.inference_mode():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
             for start in range(0, len(tensors), BATCH):
                 x = tensors[start : start + BATCH].contiguous(memory_format=torch.channels_last)
-                emb = encoder(x).numpy()
+                emb = encoder(x).float().numpy()
                 out.append((svm.predict_proba(emb), svm.predict(emb)))
         return out
 
@@ -127,6 +130,10 @@ def main() -> None:
         "pyfunc-b64": lambda: model.predict(frame),
         "pyfunc-array": lambda: model.predict(images),
     }
+    from zoo.train.precision import cpu_supports_bf16
+
+    if cpu_supports_bf16():
+        variants["bare-bf16"] = lambda: bare(torch.bfloat16)
     wall: dict[str, list[float]] = {k: [] for k in variants}
     cpu: dict[str, list[float]] = {k: [] for k in variants}
     for rnd in range(args.rounds + 1):

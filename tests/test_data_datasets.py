@@ -204,3 +204,15 @@ def test_random_affine_reflect_identity_and_no_constant_corners():
     from torchvision.transforms.v2 import functional as TF
 
     assert TF.rotate(tex, 45)[:, :3, :3].float().std() == 0
+
+
+def test_stratified_subsample_by_a_single_column():
+    """`by=("label",)` must stratify by label alone (a one-item key list once returned nothing)."""
+    import pandas as pd
+
+    from zoo.data.datasets import stratified_subsample
+
+    df = pd.DataFrame({"label": ["a"] * 60 + ["b"] * 30 + ["c"] * 10, "fold": [0, 1] * 50})
+    out = stratified_subsample(df, 20, seed=0, by=("label",))
+    assert len(out) == 20
+    assert out["label"].value_counts().to_dict() == {"a": 12, "b": 6, "c": 2}

@@ -267,3 +267,24 @@ def test_pixel_confirmation_and_paper_rule():
     assert strict == {1: "dropped", 3: "dropped", 4: "dropped", 2: "flagged"}
     with pytest.raises(ValueError, match="thumbnail"):
         find_duplicates(df)
+
+
+def test_digest_independent_of_ingest_root(tmp_path):
+    """The same PBC-layout files ingested from the parent folder or from PBC_dataset_normal_DIB
+    itself (paths in the manifest differ by that prefix) give one digest; a relabelled copy does not."""
+    root = tmp_path / "pbc"
+    rng = np.random.RandomState(1)
+    for folder, prefix in (("neutrophil", "BNE"), ("neutrophil", "SNE"), ("lymphocyte", "LY")):
+        d = root / "PBC_dataset_normal_DIB" / folder
+        d.mkdir(parents=True, exist_ok=True)
+        for i in range(4):
+            Image.fromarray(rng.randint(0, 255, (24, 24, 3), dtype=np.uint8)).save(d / f"{prefix}_{i}.png")
+    outer = ingest(root, "outer", reader="pbc", n_folds=2, seed=0, verbose=False)
+    inner = ingest(root / "PBC_dataset_normal_DIB", "inner", reader="pbc", n_folds=2, seed=0, verbose=False)
+    assert outer.manifest["image"].iloc[0].startswith("PBC_dataset_normal_DIB/")
+    assert not inner.manifest["image"].iloc[0].startswith("PBC_dataset_normal_DIB/")
+    assert outer.digest == inner.digest
+    relabelled = outer.manifest.copy()
+    first = relabelled.index[0]
+    relabelled.loc[first, "label"] = "lymphocyte" if relabelled.loc[first, "label"] != "lymphocyte" else "myelocyte"
+    assert manifest_digest(relabelled) != outer.digest

@@ -8,7 +8,7 @@ import pytest
 from zoo.families import FAMILIES
 from zoo.families.compare import markdown_report, summarize
 from zoo.families.params import resolve_config
-from zoo.families.runner import severity_for
+from zoo.tracking.evaluation import severity_for
 from zoo.knowledge import DEFAULT_CLASSES, load_matrix
 from zoo.registry import UnknownNameError
 
@@ -28,14 +28,15 @@ def test_families_registry_lists_valid_names():
 def test_guided_parameters_are_validated(raw, needle):
     cls = FAMILIES.get("guided")
     with pytest.raises(ValueError, match=needle):
-        cls(resolve_config("guided", raw, cls.param_names))
+        cls(resolve_config("guided", raw, cls.param_names()))
 
 
 def test_guided_defaults_follow_the_paper():
     cls = FAMILIES.get("guided")
-    fam = cls(resolve_config("guided", {}, cls.param_names))
-    assert fam.params == {"guide": "fr_sim_mat", "loss": "distance", "alpha": 0.4, "scale": "normalized"}
-    fam = cls(resolve_config("guided", {"loss": "inverse_umap"}, cls.param_names))
+    fam = cls(resolve_config("guided", {}, cls.param_names()))
+    assert fam.params == {"svm_every": 5, "embedding_dim": 256, "guide": "fr_sim_mat", "loss": "distance", "alpha": 0.4,
+                          "scale": "normalized"}
+    fam = cls(resolve_config("guided", {"loss": "inverse_umap"}, cls.param_names()))
     assert fam.params["kappa"] == 0.2 and fam.tags() == {"guide": "fr_sim_mat", "method": "inverse_umap"}
 
 

@@ -19,6 +19,7 @@ def test_strings_are_parsed():
     cfg = resolve_config("tml", {"epochs": "3", "fold": "all", "limit": "200", "register": "false",
                                  "lr": "0.01", "pretrained": "none", "img_size": "32.0"})
     assert (cfg.epochs, cfg.fold, cfg.limit, cfg.register, cfg.lr) == (3, "all", 200, False, 0.01)
+    assert resolve_config("tml", {"fold": "final"}).fold == "final"
     assert cfg.pretrained is None and cfg.img_size == 32
 
 
@@ -50,7 +51,7 @@ def test_family_parameters_pass_through():
 def test_scalar_parsers():
     assert parse_int("n", "7") == 7 and parse_int("n", "none", allow_none=True) is None
     assert parse_bool("b", "Yes") is True and parse_bool("b", "0") is False
-    assert parse_fold("ALL") == "all" and parse_fold("2") == 2
+    assert parse_fold("ALL") == "all" and parse_fold("2") == 2 and parse_fold("final") == "final"
 
 
 def test_mlproject_common_parameters_are_shared_by_training_entry_points():

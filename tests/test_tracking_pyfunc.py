@@ -108,7 +108,9 @@ def production(project, pipeline):
     """The pipeline logged as a pyfunc, registered as zoo-tml and promoted to production."""
     from zoo.tracking import packaging, registry, runs
 
-    with runs.start_run("tml", fold=0, tags={"dataset": "synth", "dataset_digest": "d" * 32}) as run:
+    with runs.start_run("tml", fold=0, tags={"dataset": "synth", "dataset_digest": "d" * 32, "kind": "embedding_svm",
+                                             "primary_metric": "macro_f1", "limit": "none", "n_test": "60",
+                                             "test_rows_digest": "r" * 16}) as run:
         run.log_metrics({"test_macro_f1": 1.0, "test_mcs": 0.0})
         info = packaging.log_pipeline(pipeline)
     mv = registry.register(run.run_id, "tml", info.model_uri)
@@ -135,11 +137,11 @@ def test_pipeline_save_load_round_trip(pipeline, train_set, tmp_path):
 
     X, _ = train_set
     folder = pipeline.save(tmp_path / "pipe")
-    assert {p.name for p in folder.iterdir()} >= {"encoder.safetensors", "pipeline.json", "svm.joblib", "knowledge"}
+    assert {p.name for p in folder.iterdir()} >= {"encoder.safetensors", "zoo_model.json", "svm.skops", "knowledge"}
     with safe_open(str(folder / "encoder.safetensors"), framework="pt") as f:  # a state dict, not a pickle
         assert any(k.startswith("head.") for k in f.keys())
-    meta = json.loads((folder / "pipeline.json").read_text())
-    assert meta["classes"] == CLASSES and meta["family"] == "tml"
+    meta = json.loads((folder / "zoo_model.json").read_text())
+    assert meta["classes"] == CLASSES and meta["family"] == "tml" and meta["kind"] == "embedding_svm"
     assert meta["encoder"]["backbone"] == "resnet10t"
     assert meta["preprocessing"] == {"img_size": SIZE, "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
                                      "transform": "zoo.data.transforms.eval_transform"}
@@ -165,7 +167,8 @@ def test_pipeline_inputs_are_equivalent(pipeline, train_set, tmp_path):
         out = pipeline.predict(other, batch_size=4)
         assert out["label"].tolist() == ref["label"].tolist()
         assert np.allclose(out["confidence"], ref["confidence"], atol=1e-5)
-    assert pipeline.predict(np.zeros((0, SIZE, SIZE, 3), np.uint8)).shape[0] == 0
+    empty = pipeline.predict(np.zeros((0, SIZE, SIZE, 3), np.uint8))
+    assert empty.shape[0] == 0 and list(empty.columns) == [c for c, _ in pipeline.output_schema()]
 
 
 def test_pipeline_bad_inputs_name_the_row_and_the_fix(pipeline, train_set):
@@ -201,6 +204,9 @@ class LineageExtras(PipelineExtras):
     def columns(self, embeddings, probs):
         return {"lineage": [self.lineage[CLASSES[i]] for i in probs.argmax(axis=1)],
                 "norm": np.linalg.norm(embeddings, axis=1)}
+
+    def output_schema(self):
+        return [("lineage", "string"), ("norm", "double")]
 
 
 def test_pipeline_extras_are_saved_loaded_and_add_columns(pipeline, train_set, tmp_path):
@@ -272,7 +278,8 @@ out_p = model.predict(pd.DataFrame({"image": paths}))
 out_b = model.predict(pd.DataFrame({"image": b64}), params={"return_embedding": True})
 print("RESULT" + json.dumps({"columns": list(out_b.columns), "paths": out_p["label"].tolist(),
                              "b64": out_b["label"].tolist(), "dim": len(out_b["embedding"][0]),
-                             "modules": sorted(m for m in sys.modules if m.startswith("zoo.tracking"))}))
+                             "modules": sorted(m for m in sys.modules if m.startswith("zoo.tracking")),
+                             "zoo_modules": sorted(m for m in sys.modules if m.startswith("zoo.models"))}))
 """
 
 
@@ -293,7 +300,7 @@ def test_registered_model_loads_in_a_fresh_process(production, project, pipeline
     assert result["columns"] == ["label", "confidence"] + [f"p_{c}" for c in CLASSES] + ["embedding"]
     assert result["paths"] == expected and result["b64"] == expected
     assert result["dim"] == 64
-    assert "zoo.tracking.pipeline" in result["modules"]
+    assert "zoo.models.embedding_svm" in result["zoo_modules"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -411,6 +418,8 @@ def test_mlflow_models_serve_answers_base64_json(production, project, pipeline, 
 
         status, body = _post(url, {"dataframe_split": {"columns": ["image"], "data": [[png_b64(sample[0])], ["nope"]]}})
         assert status == 400 and "row 1" in json.dumps(body)
+        # the row-naming message is the response's message, not buried in a stack trace (issue 15)
+        assert "row 1" in body["message"] and "unexpected error" not in body["message"], body["message"]
     finally:
         _stop(server)
         log.close()
@@ -471,3 +480,10 @@ def test_cli_predict_and_evaluate(production, external_dataset, pipeline, train_
     assert summary["n_images"] == 12 and 0.0 <= summary["macro_f1"] <= 1.0
     runs_df = mlflow.search_runs(experiment_names=["zoo-evaluate"], filter_string="params.limit = '12'")
     assert len(runs_df) == 1 and runs_df["tags.class_map"].iloc[0] == str(cmap)
+    # issue 15: run (named with the class map), fold, rows, artifacts and directions are printed;
+    # a --limit evaluation still tags the version, under its own key
+    run_name = runs_df["tags.mlflow.runName"].iloc[0]
+    assert "-map-" in run_name and f"run:       {run_name}" in out
+    assert "test rows: 12 (stratified sample" in out and "artifacts: " in out and "↓ mcs" in out and "↑ macro_f1" in out
+    tags = MlflowClient().get_model_version("zoo-tml", "1").tags
+    assert tags.get("eval.external.all-n12.macro_f1") == str(summary["macro_f1"])

@@ -46,9 +46,16 @@ def store(tmp_path, monkeypatch, empty_db):
         mlflow.end_run()
 
 
-def train(f1: float | None, mcs: float | None, digest: str = DIGEST, family: str = "tml", register: bool = True):
-    """A finished 'training' run with test metrics and a logged model; registered as a candidate."""
-    with runs.start_run(family, fold=0, tags={"dataset": "synth", "dataset_digest": digest}) as run:
+ROWS = "f0rows0000000000"
+
+
+def train(f1: float | None, mcs: float | None, digest: str = DIGEST, family: str = "tml", register: bool = True,
+          rows: str = ROWS, fold: int = 0, limit: str = "none"):
+    """A finished 'training' run with test metrics, the gate tags the runner sets (test rows,
+    fold, limit, kind, primary metric) and a logged model; registered as a candidate."""
+    gate = {"dataset": "synth", "dataset_digest": digest, "kind": "embedding_svm", "primary_metric": "macro_f1",
+            "direction": "maximize", "has_classes": "true", "limit": limit, "n_test": "100", "test_rows_digest": rows}
+    with runs.start_run(family, fold=fold, tags=gate) as run:
         metrics = {k: v for k, v in {"test_macro_f1": f1, "test_mcs": mcs}.items() if v is not None}
         run.log_metrics(metrics)
         info = mlflow.pyfunc.log_model(name="model", python_model=Constant(), pip_requirements=["mlflow"])
@@ -73,6 +80,8 @@ def test_register_tags_and_candidate_alias(store):
     assert (t["family"], t["dataset"], t["dataset_digest"]) == ("tml", "synth", DIGEST)
     assert float(t["test_macro_f1"]) == 0.8 and float(t["test_mcs"]) == 0.5
     assert t["git_commit"] == "unknown" and t["run_id"]
+    assert (t["fold"], t["limit"], t["n_test"], t["test_rows_digest"]) == ("0", "none", "100", ROWS)
+    assert (t["kind"], t["primary_metric"]) == ("embedding_svm", "macro_f1")
     assert aliases() == {"candidate": "1"}
     mv2 = train(0.9, 0.4, family="guided")
     assert mv2.name == "zoo-guided" and mv2.tags["guide"] == "fr_sim_mat"
@@ -122,6 +131,39 @@ def test_first_promotion_and_gates(store):
     # within tolerance: macro-F 0.7 vs 0.8 passes with tolerance 0.1 (MCS 0.4 is better anyway)
     registry.promote("zoo-tml", worse_f1.version, tolerance=0.1, who="bob")
     assert aliases()["production"] == str(worse_f1.version) and aliases()["previous"] == "1"
+
+
+def test_promotion_refuses_a_candidate_tested_on_other_rows(store):
+    v1 = train(0.80, 0.50)
+    registry.promote("zoo-tml", v1.version)
+    # a better score, but on fold 1 with limit=400: another test set, so not comparable
+    other = train(0.95, 0.10, rows="f1limit400rows00", fold=1, limit="400")
+    assert other.tags["fold"] == "1" and other.tags["limit"] == "400" and other.tags["n_test"] == "100"
+    before = snapshot()
+    with pytest.raises(PromotionRefused) as err:
+        registry.promote("zoo-tml", other.version)
+    assert "f1limit400rows00" in str(err.value) and ROWS in str(err.value) and "zoo evaluate" in str(err.value)
+    assert snapshot() == before
+    like = train(0.85, 0.40)  # same rows, better: passes
+    assert str(registry.promote("zoo-tml", like.version).version) == str(like.version)
+    assert aliases()["production"] == str(like.version)
+    forced = registry.promote("zoo-tml", other.version, force=True, why="new test set")
+    assert forced.tags["promotion_forced"] == "true"
+
+
+def test_gate_uses_the_primary_metric_and_direction(store):
+    """A family scored by a loss (minimize, no classes) is gated on that metric alone."""
+    from zoo.tracking.registry import check_gates
+
+    def gate(value, primary="test_loss", direction="minimize", rows=ROWS):
+        return {"metrics": {primary: value}, "primary": primary, "direction": direction, "digest": DIGEST,
+                "rows": rows, "fold": "0", "limit": "none", "n_test": "10"}
+
+    check_gates(gate(0.2), gate(0.3), "cand", "held")       # lower loss: better
+    with pytest.raises(PromotionRefused, match=r"test_loss 0\.4000 > 0\.3000"):
+        check_gates(gate(0.4), gate(0.3), "cand", "held")
+    with pytest.raises(PromotionRefused, match="not comparable"):
+        check_gates(gate(0.2), gate(0.3, primary="test_macro_f1", direction="maximize"), "cand", "held")
 
 
 def test_force_rollback_and_tags(store):

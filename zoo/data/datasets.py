@@ -5,10 +5,17 @@ Decoding a 360 px JPEG costs milliseconds; on two cores that, not the network, b
 tensor (N, 3, S, S) kept in shared memory; augmentation then runs on those small tensors every
 epoch. Masks (nucleus 255 / cytoplasm 128 / background 0) are cached alongside and follow the
 image through every geometric transform as ``tv_tensors.Mask``.
+
+``batch_augment=True`` (the default of :func:`make_loaders` when the augmentations allow it) skips
+the per-sample transforms altogether: a training batch is a slice of the uint8 cache and is
+augmented as a whole on the training device by :class:`zoo.data.batch_augment.BatchAugment`
+(the dataset's ``batch_transform``, which :class:`zoo.train.Trainer` applies in its training
+step); evaluation batches are converted and normalised as one tensor.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import warnings
@@ -19,7 +26,7 @@ import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, WeightedRandomSampler
+from torch.utils.data import DataLoader, Dataset, Subset, WeightedRandomSampler
 from torchvision import tv_tensors
 from tqdm.auto import tqdm
 
@@ -42,6 +49,10 @@ class CellDataset(Dataset):
     image and a ``tv_tensors.Mask``). ``prepared_dir`` resolves the ``@prepared/`` paths of files
     written by ingest (``PreparedDataset.path``). ``augment``: keyword arguments for
     ``train_transform``. ``cache_workers``: processes decoding the cache.
+    ``batch_augment``: no per-sample transform (see the module docstring): training samples are
+    the uint8 cache (augmented later, batch-wise, by ``self.batch_transform``), evaluation samples
+    are normalised batch-wise in ``__getitems__``. Setting ``transform`` switches back to the
+    per-sample path.
     Returned masks are uint8 (1, S, S) with the stored levels; rows without a mask give zeros.
     """
 
@@ -59,6 +70,7 @@ class CellDataset(Dataset):
         prepared_dir: str | Path | None = None,
         augment: dict | None = None,
         cache_workers: int = 0,
+        batch_augment: bool = False,
     ):
         self.classes = list(classes)
         self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
@@ -75,8 +87,17 @@ class CellDataset(Dataset):
         if self.return_mask and not any(self.mask_paths):
             raise ValueError("return_mask=True but no row of this dataset has a mask")
         self.targets = torch.tensor([self.class_to_idx[c] for c in df["label"]], dtype=torch.long)
-        self.transform = transform or (train_transform(self.img_size, **(augment or {})) if train
-                                       else eval_transform(self.img_size))
+        self.batch_transform = None
+        if batch_augment and transform is None:
+            from .batch_augment import BatchAugment
+
+            # Built for training and evaluation alike: a copy switched to train=False (the
+            # augmentation-free training embeddings) only calls its normalisation.
+            self.batch_transform = BatchAugment(**(augment or {}))
+            self.transform = None
+        else:
+            self.transform = transform or (train_transform(self.img_size, **(augment or {})) if train
+                                           else eval_transform(self.img_size))
         self._images: torch.Tensor | None = None
         self._masks: torch.Tensor | None = None
         if cache:
@@ -127,11 +148,37 @@ class CellDataset(Dataset):
         self._images = images.share_memory_()
         self._masks = masks.share_memory_() if masks is not None else None
 
+    @property
+    def batched(self) -> bool:
+        """No per-sample transform: uint8 training samples, batch-wise normalised evaluation ones."""
+        return self.transform is None and self.batch_transform is not None
+
+    def __getitems__(self, indices: Sequence[int]) -> list:
+        """A batch of samples in one slice of the cache (what DataLoader calls when it exists)."""
+        if not (self.batched and self._images is not None):
+            return [self[int(i)] for i in indices]
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        images = self._images[idx]
+        if not self.train:
+            images = self.batch_transform.normalize(images)
+        ys = self.targets[idx].tolist()
+        # DataLoader's default collate stacks these views again: a copy, not a Python transform.
+        if self.return_mask:
+            return list(zip(images.unbind(0), self._masks[idx].unbind(0), ys))
+        return list(zip(images.unbind(0), ys))
+
     def __getitem__(self, i: int):
         if self._images is not None:
             image, mask = self._images[i], (self._masks[i] if self._masks is not None else None)
         else:
             image, mask = self.decode(i)
+        if self.batched:
+            if mask is None and self.return_mask:
+                mask = torch.zeros((1, self.img_size, self.img_size), dtype=torch.uint8)
+            if not self.train:
+                image = self.batch_transform.normalize(image[None])[0]
+            y = int(self.targets[i])
+            return (image, mask, y) if self.return_mask else (image, y)
         image = tv_tensors.Image(image)
         y = int(self.targets[i])
         if self.return_mask:
@@ -176,6 +223,9 @@ def stratified_subsample(df: pd.DataFrame, limit: int | None, seed: int = 0,
     if limit < 1:
         raise ValueError(f"limit must be >= 1, got {limit}")
     keys = [k for k in by if k in df.columns]
+    # One key by name, not as a list: pandas yields tuple group keys for a one-item list, which
+    # would never match the quota's index (and every group would get nothing).
+    keys = keys[0] if len(keys) == 1 else keys
     sizes = df.groupby(keys, sort=True).size()
     exact = sizes / sizes.sum() * limit
     quota = np.floor(exact).astype(int)
@@ -223,6 +273,8 @@ def make_loaders(
     m_per_class: int = 4,
     return_mask: bool = False,
     augment: dict | None = None,
+    batch_augment: bool | str = "auto",
+    eval_batch_size: int | None = None,
 ) -> dict[str, DataLoader]:
     """``{"train", "val", "test"}`` DataLoaders for fold ``fold`` of a prepared dataset (name,
     path or :class:`PreparedDataset`). Label indices follow ``prepared.classes`` in every split.
@@ -231,6 +283,12 @@ def make_loaders(
     ``sampler``: None (shuffle), ``"balanced"`` (class-balanced sampling with replacement) or
     ``"m_per_class"`` (pytorch-metric-learning's MPerClassSampler: ``m_per_class`` images of each
     of batch_size / m classes per batch, what triplet mining needs).
+    ``batch_augment``: "auto" = augment whole batches on the training device (the Trainer applies
+    ``loaders["train"].dataset.batch_transform``) when the cache holds the images and every
+    augmentation asked for has a batched form; False = the per-sample torchvision pipeline.
+    With it, ``num_workers="auto"`` is 0 (a batch is one slice of the cache: workers would only
+    add copies). ``eval_batch_size``: batch size of the val/test loaders (default ``batch_size``;
+    inference has no gradient memory, so 256+ costs less Python per image).
     """
     from .prepared import PreparedDataset
 
@@ -243,7 +301,15 @@ def make_loaders(
         if part.empty:
             raise ValueError(f"the {name} split of fold {fold} of {ds.name!r} is empty"
                              + (f" with limit={limit}; raise the limit" if limit else ""))
-    workers = resolve_num_workers(num_workers)
+    from .batch_augment import supports
+
+    if batch_augment == "auto":
+        batch_augment = bool(cache) and supports(augment)
+    batch_augment = bool(batch_augment)
+    if batch_augment and not supports(augment):
+        raise ValueError("batch_augment=True cannot do hue or stain augmentation; pass batch_augment=False")
+    workers = 0 if batch_augment and num_workers == "auto" else resolve_num_workers(num_workers)
+    eval_bs = int(eval_batch_size or batch_size)
     gen = torch.Generator().manual_seed(int(seed))
     common = dict(num_workers=workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=workers > 0)
@@ -252,14 +318,52 @@ def make_loaders(
         train = name == "train"
         data = CellDataset(part, ds.root, ds.classes, img_size, train=train, cache=cache,
                            return_mask=return_mask, prepared_dir=ds.path, augment=augment,
-                           cache_workers=workers)
+                           cache_workers=workers, batch_augment=batch_augment)
         if train:
             smp = _make_sampler(sampler, data.targets, batch_size, m_per_class, gen)
             loaders[name] = DataLoader(data, batch_size=batch_size, shuffle=smp is None, sampler=smp,
                                        drop_last=len(data) > batch_size, generator=gen, **common)
         else:
-            loaders[name] = DataLoader(data, batch_size=batch_size, shuffle=False, **common)
+            loaders[name] = DataLoader(data, batch_size=eval_bs, shuffle=False, **common)
     return loaders
+
+
+def eval_loader(loader_or_dataset: Any, indices: Sequence[int] | None = None,
+                batch_size: int | None = None) -> DataLoader:
+    """An augmentation-free, unshuffled loader over a :class:`CellDataset` (or the dataset of a
+    loader), optionally restricted to ``indices``, sharing its decoded cache.
+
+    What the validation embeds the training set with: a batched dataset stays batched (one slice
+    of the cache per batch, normalised as a tensor), a per-sample one gets ``eval_transform``."""
+    loader = loader_or_dataset if isinstance(loader_or_dataset, DataLoader) else None
+    ds = copy.copy(loader.dataset if loader is not None else loader_or_dataset)
+    if not isinstance(ds, CellDataset):
+        raise TypeError(f"eval_loader needs a CellDataset (or a loader over one), got {type(ds).__name__}")
+    ds.train = False
+    if not ds.batched:
+        ds.transform = eval_transform(ds.img_size)
+    data = ds if indices is None else Subset(ds, [int(i) for i in indices])
+    workers = loader.num_workers if loader is not None else 0
+    bs = int(batch_size or (max(256, 4 * (loader.batch_size or 64)) if ds.batched
+                            else (loader.batch_size if loader is not None and loader.batch_size else 64)))
+    return DataLoader(data, batch_size=bs, shuffle=False, num_workers=workers,
+                      pin_memory=torch.cuda.is_available(), persistent_workers=workers > 0)
+
+
+def stratified_indices(targets: Sequence[int] | torch.Tensor | np.ndarray, max_n: int | None,
+                       seed: int = 0) -> np.ndarray:
+    """Sorted indices of at most ~``max_n`` samples, every class keeping its share (>= 1 each);
+    all indices when ``max_n`` is None or not smaller than the data. Deterministic for a seed."""
+    y = np.asarray(targets.cpu() if isinstance(targets, torch.Tensor) else targets)
+    if max_n is None or int(max_n) >= len(y):
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    picked = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        k = min(len(idx), max(1, int(round(int(max_n) * len(idx) / len(y)))))
+        picked.append(rng.choice(idx, size=k, replace=False))
+    return np.sort(np.concatenate(picked))
 
 
 def _make_sampler(kind: str | None, targets: torch.Tensor, batch_size: int, m: int, gen: torch.Generator):

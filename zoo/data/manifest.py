@@ -37,7 +37,10 @@ SCHEMA = pa.schema([
 ])
 COLUMNS: tuple[str, ...] = tuple(SCHEMA.names)
 NULLABLE = {"maturity", "group", "mask"}
-DIGEST_COLUMNS = ("image", "label", "sha256", "fold")
+# Content, not location: the image's bytes (sha256), its label and its fold. The relative path is
+# left out on purpose, so ingesting `…/pbc` or `…/pbc/PBC_dataset_normal_DIB` (same files, other
+# prefixes) gives the same digest — the promotion gate compares digests.
+DIGEST_COLUMNS = ("sha256", "label", "fold")
 
 
 def resolve_path(rel: str, root: str | Path, prepared: str | Path | None = None) -> Path:
@@ -105,9 +108,10 @@ def read_manifest(path: str | Path) -> pd.DataFrame:
 
 
 def manifest_digest(df: pd.DataFrame) -> str:
-    """sha256 over (image, label, sha256, fold) sorted by image: the same content gives the same
-    digest whatever the row order, the Parquet writer version or the dataset's location."""
-    part = df[list(DIGEST_COLUMNS)].sort_values("image", kind="stable")
+    """sha256 over (image sha256, label, fold) sorted: the same images with the same labels and
+    folds give the same digest whatever the row order, the file names, the folder the dataset was
+    ingested from, or the Parquet writer version."""
+    part = df[list(DIGEST_COLUMNS)].sort_values(list(DIGEST_COLUMNS), kind="stable")
     h = hashlib.sha256()
     for row in part.itertuples(index=False):
         h.update(("\t".join(str(v) for v in row) + "\n").encode("utf-8"))

@@ -36,6 +36,14 @@ AUGMENT_DEFAULTS: dict = {
     "stain_p": 0.5,
 }
 
+# The geometric augmentation of the ResNeXt paper (004, Methods): rotation by any angle, h/v
+# flips, shifts up to 25 % of the patch, shears "up to 20 % of the image size" (a shear factor of
+# 0.2 = atan(0.2) = 11.3 degrees); no scaling, no colour jitter (its colour augmentation is the
+# stain perturbation: pass stain=zoo.data.stain.tellez_stain_jitter()).
+MATEK_AUGMENT: dict = {"rotate": 180.0, "hflip": 0.5, "vflip": 0.5, "translate": 0.25,
+                       "shear": math.degrees(math.atan(0.2)), "scale": None, "brightness": 0.0,
+                       "contrast": 0.0, "saturation": 0.0, "hue": 0.0}
+
 
 def eval_transform(img_size: int) -> v2.Compose:
     """Whole patch resized to ``img_size`` x ``img_size`` (no crop: the cell fills the patch),

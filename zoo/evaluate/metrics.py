@@ -175,3 +175,20 @@ def scalar_metrics(metrics: dict[str, Any], prefix: str = "") -> dict[str, float
         for k, v in metrics.items()
         if isinstance(v, (int, float, np.floating, np.integer)) and not isinstance(v, bool)
     }
+
+
+def per_class_summary(fold_metrics: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Table 1 of 004: per class, mean and std over folds of precision and recall, strict and
+    (when computed) tolerant, plus the summed support. ``fold_metrics``: one
+    :func:`classification_metrics` result per fold. Columns ``<score>_mean`` / ``<score>_std``
+    (std with ddof=0: the spread of the folds at hand, 0 for a single fold)."""
+    if not fold_metrics:
+        raise ValueError("per_class_summary needs the metrics of at least one fold")
+    rows = [{"class": c, "fold": i, **v} for i, m in enumerate(fold_metrics) for c, v in m["per_class"].items()]
+    frame = pd.DataFrame(rows)
+    scores = [s for s in ("precision", "recall", "precision_tolerant", "recall_tolerant", "f1", "f1_tolerant")
+              if s in frame.columns]
+    grouped = frame.groupby("class", sort=False)
+    out = pd.concat([grouped[scores].mean().add_suffix("_mean"), grouped[scores].std(ddof=0).add_suffix("_std"),
+                     grouped["support"].sum()], axis=1)
+    return out[[f"{s}_{k}" for s in scores for k in ("mean", "std")] + ["support"]]

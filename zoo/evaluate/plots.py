@@ -38,8 +38,10 @@ def plot_confusion_matrix(
     ontology: Any = None,
     title: str | None = None,
     annotate: bool | None = None,
+    log_counts: bool = False,
 ) -> Figure:
-    """Row-normalised confusion matrix (rows = true class) with a side bar of counts per true class.
+    """Row-normalised confusion matrix (rows = true class) with a side bar of counts per true class
+    (on a log axis with ``log_counts``, as Fig. 2 of 004 shows class sizes spanning decades).
 
     ``confusion``: counts (C x C, rows true, columns predicted, in ``classes`` order) — e.g.
     ``metrics["confusion_matrix"]``. Classes are re-ordered by lineage and maturity via
@@ -79,7 +81,10 @@ def plot_confusion_matrix(
     bar.barh(range(k), support, color="0.55")
     bar.set_ylim(k - 0.5, -0.5)  # same top-to-bottom order as the matrix rows
     bar.set_yticks(range(k), labels=[])
-    bar.set_xlabel("images (true class)")
+    bar.set_xlabel("images (log scale)" if log_counts else "images (true class)")
+    if log_counts and support.max() > 0:
+        bar.set_xscale("log")
+        bar.set_xlim(left=0.8)
     for i, n in enumerate(support):
         bar.text(n, i, f" {int(n)}", va="center", fontsize=7)
     bar.spines[["top", "right"]].set_visible(False)

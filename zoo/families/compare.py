@@ -22,6 +22,18 @@ log = logging.getLogger(__name__)
 
 LOSS_ORDER = ("inverse_umap", "distance")
 
+# Comparison presets (``preset=``; any other value is passed on as the training preset).
+# screen: every guide with the distance loss (the paper's better loss; no UMAP refits) + TML, 3
+#   CV iterations, 32 px, 45 s of training per run on the full data (~80 s per run with its test
+#   and SVM): ~1 hour on 2 cores. Three folds are the fewest a paired interval can use.
+# paper: 6 CV iterations with the training preset `paper` (DenseNet-121, 224 px, patience 50): days
+#   on a CPU for every guide; pass guides= to run the few that matter.
+COMPARE_PRESETS: dict[str, dict[str, Any]] = {
+    "screen": dict(folds=3, losses="distance", common=dict(img_size=32, budget=0.75, epochs=60, patience=60,
+                                                           val_every=2)),
+    "paper": dict(folds=6, losses=",".join(LOSS_ORDER), common=dict(preset="paper")),
+}
+
 
 def _split_list(value: str | Sequence[str], universe: Sequence[str], what: str) -> list[str]:
     items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
@@ -35,22 +47,29 @@ def _split_list(value: str | Sequence[str], universe: Sequence[str], what: str) 
 
 
 def compare_guides(dataset: str = "synth", guides: str | Sequence[str] = "all",
-                   losses: str | Sequence[str] = LOSS_ORDER, folds: int = 3, *, tml: bool = True,
+                   losses: str | Sequence[str] | None = None, folds: int | None = None, *, tml: bool = True,
                    out_dir: str | Path | None = None, progress: bool = True, **common: Any) -> pd.DataFrame:
     """Train every (guide, loss) and the TML baseline on the first ``folds`` CV iterations of
     ``dataset``; return the per-run table and write the report. ``common`` are common training
-    parameters (epochs, patience, img_size, limit, backbone, seed...), the same for every run."""
-    from zoo.families import FAMILIES
-    from zoo.families.params import parse_int, resolve_config
-    from zoo.families.runner import _train_fold, load_dataset, reuse_loaders
+    parameters (epochs, patience, img_size, limit, backbone, seed...), the same for every run.
+    ``preset=screen|paper`` (:data:`COMPARE_PRESETS`) sets folds, losses and training parameters
+    that were not given; the table gives each guide's paired per-fold difference to TML."""
+    from zoo.families.params import parse_int
+    from zoo.families.runner import build_family, load_dataset, reuse_loaders, train_fold
     from zoo.guides import GUIDES
     from zoo.paths import project_dir
     from zoo.tracking import store
     from zoo.tracking.runs import start_run
 
+    setting = COMPARE_PRESETS.get(str(common.get("preset") or ""))
+    if setting is not None:
+        common.pop("preset")
+        common = {**setting["common"], **{k: v for k, v in common.items() if v is not None}}
+        folds = setting["folds"] if folds is None else folds
+        losses = setting["losses"] if losses is None else losses
     guide_names = _split_list(guides, GUIDES.names(), "guide(s)")
-    loss_names = _split_list(losses, LOSS_ORDER, "loss(es)")
-    folds = parse_int("folds", folds, minimum=1)
+    loss_names = _split_list(LOSS_ORDER if losses is None else losses, LOSS_ORDER, "loss(es)")
+    folds = parse_int("folds", 3 if folds is None else folds, minimum=1)
     ds = load_dataset(dataset)
     if folds > ds.n_folds:
         raise ValueError(f"folds={folds} but dataset {ds.name!r} has {ds.n_folds} folds")
@@ -64,9 +83,8 @@ def compare_guides(dataset: str = "synth", guides: str | Sequence[str] = "all",
     # Resolve every configuration first: a bad parameter fails before hours of training.
     planned = []
     for family, raw in configs:
-        fam_cls = FAMILIES.get(family)
-        cfg = resolve_config(family, raw, fam_cls.param_names)
-        planned.append((fam_cls(cfg), cfg))
+        fam = build_family(family, raw)
+        planned.append((fam, fam.cfg))
 
     store.configure()
     rows = []
@@ -81,7 +99,7 @@ def compare_guides(dataset: str = "synth", guides: str | Sequence[str] = "all",
         for fold in range(folds):  # fold-major: the decoded images of a fold are reused by every config
             for fam, cfg in planned:
                 bar.set_postfix_str(f"fold {fold} {' '.join(fam.name_parts())}")
-                res = _train_fold(fam, cfg, ds, fold, nested=True, progress=False, log_model=False,
+                res = train_fold(fam, ds, fold, nested=True, progress=False, log_model=False,
                                   embedding_map="pca",  # UMAP per run would add minutes
                                   checkpoints=False)    # 2 x 45 MB per epoch, never resumed here
                 rows.append({"family": cfg.family, "guide": fam.params.get("guide", "none (TML)"),
@@ -92,6 +110,8 @@ def compare_guides(dataset: str = "synth", guides: str | Sequence[str] = "all",
         bar.close()
         runs = pd.DataFrame(rows)
         table = summarize(runs)
+        if tml:
+            table = add_paired(table, runs)
         elapsed = time.perf_counter() - start
         stem = f"compare_guides_{ds.name}"
         runs.to_csv(out / f"{stem}_runs.csv", index=False)
@@ -114,6 +134,35 @@ def compare_guides(dataset: str = "synth", guides: str | Sequence[str] = "all",
 
 def _tml_row(table: pd.DataFrame) -> pd.Series:
     return table[table["family"] == "tml"].iloc[0]
+
+
+def add_paired(table: pd.DataFrame, runs: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Per (guide, loss): the paired per-fold difference to TML of test macro-F (``f1_diff``,
+    ``f1_low``, ``f1_high``, ``f1_verdict``) and of MCS (lower is better; ``mcs_*``), 95 % t
+    interval over folds (:func:`zoo.evaluate.paired.paired_difference`)."""
+    from zoo.evaluate.paired import paired_difference
+
+    base = runs[runs["family"] == "tml"].set_index("fold")
+    out = table.copy()
+    for metric, key, maximize in (("test_macro_f1", "f1", True), ("test_mcs", "mcs", False)):
+        if metric not in runs or base.empty:
+            continue
+        values = {name: [] for name in ("diff", "low", "high", "verdict")}
+        for _, row in out.iterrows():
+            sub = runs[(runs["guide"] == row["guide"]) & (runs["loss"] == row["loss"])].set_index("fold")
+            if row["family"] == "tml":
+                d = None
+            else:
+                common_folds = sorted(set(sub.index) & set(base.index))
+                d = paired_difference(sub.loc[common_folds, metric].to_dict(), base.loc[common_folds, metric].to_dict(),
+                                      confidence=confidence, maximize=maximize)
+            values["diff"].append(d.mean if d else float("nan"))
+            values["low"].append(d.low if d else float("nan"))
+            values["high"].append(d.high if d else float("nan"))
+            values["verdict"].append(d.verdict if d else "baseline")
+        for name, column in values.items():
+            out[f"{key}_{name}"] = column
+    return out
 
 
 def summarize(runs: pd.DataFrame) -> pd.DataFrame:
@@ -181,19 +230,44 @@ def markdown_report(table: pd.DataFrame, dataset: str, folds: int, common: dict,
              + f"; {elapsed / 60:.1f} min in all.", ""]
     if image:
         lines += [f"![comparison]({image})", ""]
-    cols = ["guide", "loss", "macro-F (mean ± std)", "MCS (mean ± std)", "ΔF vs TML (pp)", "ΔMCS vs TML"]
+    paired = "f1_verdict" in table
+    cols = ["guide", "loss", "macro-F (mean ± std)", "MCS (mean ± std)"]
+    cols += (["ΔF vs TML, paired [95 % CI] (pp)", "macro-F verdict", "ΔMCS vs TML [95 % CI]", "MCS verdict"]
+             if paired else ["ΔF vs TML (pp)", "ΔMCS vs TML"])
     lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+
+    def ci(r, key, scale, fmt):
+        if r[f"{key}_verdict"] == "baseline":
+            return "—"
+        if not np.isfinite(r[f"{key}_low"]):
+            return f"{r[f'{key}_diff'] * scale:{fmt}} [no interval: 1 fold]"
+        return (f"{r[f'{key}_diff'] * scale:{fmt}} [{r[f'{key}_low'] * scale:{fmt}}, "
+                f"{r[f'{key}_high'] * scale:{fmt}}]")
+
     for _, r in table.iterrows():
-        lines.append(f"| {r['guide']} | {r['loss']} | {r['f1_mean']:.4f} ± {r['f1_std']:.4f} | "
-                     f"{r['mcs_mean']:.4f} ± {r['mcs_std']:.4f} | {r.get('f1_vs_tml', float('nan')):+.2f} | "
-                     f"{r.get('mcs_vs_tml', float('nan')):+.4f} |")
+        head = (f"| {r['guide']} | {r['loss']} | {r['f1_mean']:.4f} ± {r['f1_std']:.4f} | "
+                f"{r['mcs_mean']:.4f} ± {r['mcs_std']:.4f} | ")
+        if paired:
+            lines.append(head + f"{ci(r, 'f1', 100, '+.2f')} | {r['f1_verdict']} | {ci(r, 'mcs', 1, '+.4f')} | "
+                         f"{r['mcs_verdict']} |")
+        else:
+            lines.append(head + f"{r.get('f1_vs_tml', float('nan')):+.2f} | {r.get('mcs_vs_tml', float('nan')):+.4f} |")
     if (table["family"] == "tml").any():
         guided = table[table["family"] != "tml"]
         by_loss = guided.groupby("loss")["f1_mean"].mean()
-        beat = int((guided["f1_vs_tml"] > 0).sum())
-        lines += ["", "## Against the paper's claims", "",
-                  f"- Guides beating TML on macro-F: {beat} of {len(guided)} "
-                  f"(best {guided['f1_vs_tml'].max():+.2f} pp; the paper reports up to +2.5 pp).",
+        if paired:
+            better = guided[guided["f1_verdict"] == "better"]
+            claim = (f"- Guides better than TML on macro-F (paired 95 % interval over {folds} folds excludes 0): "
+                     f"{len(better)} of {len(guided)}"
+                     + (f" ({', '.join(better['guide'] + '/' + better['loss'])})" if len(better) else "")
+                     + f"; largest mean difference {guided['f1_diff'].max() * 100:+.2f} pp "
+                     "(the paper reports up to +2.5 pp). A difference whose interval contains 0 is not "
+                     "evidence either way.")
+        else:
+            beat = int((guided["f1_vs_tml"] > 0).sum())
+            claim = (f"- Guides beating TML on macro-F: {beat} of {len(guided)} "
+                     f"(best {guided['f1_vs_tml'].max():+.2f} pp; the paper reports up to +2.5 pp).")
+        lines += ["", "## Against the paper's claims", "", claim,
                   "- Mean macro-F by loss: " + ", ".join(f"{k} {v:.4f}" for k, v in by_loss.items())
                   + " (the paper finds the distance loss better than inverse UMAP)."]
     return "\n".join(lines) + "\n"

@@ -2,11 +2,11 @@
 from expert knowledge (graph layouts of the similarity/severity matrices), with the inverse-UMAP
 or the distance loss on top of the triplet margin loss; RBF-SVM on the embeddings.
 
-The pyfunc of a guided model also returns each cell's position in the guide plane (``guide_x``,
-``guide_y``) and the guide class nearest to it, through a :class:`~zoo.guides.GuideProjector`
-fitted on the training embeddings — so predictions can be plotted on the guide, as the paper's
-discussion suggests. (With the distance loss embeddings are only defined up to rotation relative
-to the guide; the fitted projector is what makes positions comparable.)
+The model also returns each cell's position in the guide plane (``guide_x``, ``guide_y``) and the
+guide class nearest to it, through the extras ``guided`` (:mod:`zoo.models.guide_extras`): a guide
+projector fitted on the training embeddings, saved as a matrix. (With the distance loss
+embeddings are only defined up to rotation relative to the guide; the fitted projector is what
+makes positions comparable.)
 """
 
 from __future__ import annotations
@@ -14,43 +14,59 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from zoo.families import FAMILIES
-from zoo.families.base import Family
-from zoo.families.params import parse_choice, parse_float
-from zoo.tracking.pipeline import PIPELINE_EXTRAS, PipelineExtras
+from zoo.families.embedding import EMBEDDING_PARAMS, EmbeddingFamily
+from zoo.families.params import Param
 
 GUIDED_LOSSES = ("distance", "inverse_umap")
 
 
+def _guide(value: Any) -> str:
+    from zoo.guides import GUIDES
+
+    name = str(value).strip()
+    GUIDES.get(name)  # unknown names fail here, listing the valid ones
+    return name
+
+
 @FAMILIES.register("guided")
-class GuidedFamily(Family):
+class GuidedFamily(EmbeddingFamily):
+    """Encoder trained to follow a 2-D embedding guide (inverse-UMAP or distance loss), RBF-SVM on top."""
+
     name = "guided"
-    param_names = ("guide", "loss", "alpha", "kappa", "scale")
-
-    def parse_params(self, raw: dict[str, Any]) -> dict[str, Any]:
-        from zoo.guides import GUIDES
-
-        guide = str(raw.get("guide", "fr_sim_mat")).strip()
-        GUIDES.get(guide)  # unknown names fail here, listing the 14 valid ones
-        loss = parse_choice("loss", raw.get("loss", "distance"), GUIDED_LOSSES)
-        params = {"guide": guide, "loss": loss,
-                  "alpha": parse_float("alpha", raw.get("alpha", 0.4), low=0.0, high=1.0)}
-        if loss == "inverse_umap":
-            kappa = parse_float("kappa", raw.get("kappa", 0.2), low=0.0, high=1.0)
-            if kappa >= 1.0:
-                raise ValueError("parameter 'kappa' must be < 1 (1 would never update the targets)")
-            params["kappa"] = kappa
-        else:
-            params["scale"] = parse_choice("scale", raw.get("scale", "normalized"), ("normalized", "learnt"))
-        return params
+    params = (
+        *EMBEDDING_PARAMS,
+        Param("guide", str, "fr_sim_mat", "embedding guide: <kk|fr|drl>_<sim|sev>[_mat] | circular | random "
+                                          "(zoo guides list)", parser=_guide),
+        Param("loss", str, "distance", "guide loss", choices=GUIDED_LOSSES),
+        Param("alpha", float, 0.4, "weight of the guide term vs. the triplet margin loss", low=0.0, high=1.0),
+        Param("kappa", float, 0.2, "smoothing of inverse-UMAP targets (Eq. 1)", low=0.0, high=0.999,
+              when={"loss": "inverse_umap"}),
+        Param("scale", str, "normalized", "distance loss: guide distances normalised or with a learnt scale",
+              choices=("normalized", "learnt"), when={"loss": "distance"}),
+    )
 
     def name_parts(self) -> list[str]:
         return [self.params["guide"], self.params["loss"]]
 
     def tags(self) -> dict[str, str]:
         return {"guide": self.params["guide"], "method": self.params["loss"]}
+
+    #: also search the guide (categorical over every registered guide); off: the guide is fixed
+    search_guide: bool = False
+
+    def search_space(self, trial) -> dict[str, Any]:
+        from zoo.guides import GUIDES
+
+        decl = {p.name: p for p in self.declarations()}
+        out = {**self.common_search_space(trial), "loss": decl["loss"].suggest(trial),
+               "alpha": decl["alpha"].suggest(trial, low=0.05, high=0.95)}
+        if out["loss"] == "inverse_umap":
+            # kappa near 1 freezes the targets: sample 1 - kappa on a log scale
+            out["kappa"] = 1.0 - trial.suggest_float("one_minus_kappa", 1e-3, 1.0, log=True)
+        if self.search_guide:
+            out["guide"] = trial.suggest_categorical("guide", GUIDES.names())
+        return out
 
     def prepare(self, classes: Sequence[str], out_dir: Path) -> None:
         from zoo.guides import create_guide
@@ -78,40 +94,13 @@ class GuidedFamily(Family):
             return [InverseUMAPTargets()]
         return []
 
-    def pipeline_extras(self, loss, train_embeddings, train_labels, classes) -> dict[str, PipelineExtras]:
+    def extras_schema(self) -> list[tuple[str, str]]:
+        return [("guide_x", "double"), ("guide_y", "double"), ("guide_nearest", "string")]
+
+    def model_extras(self, loss, train_embeddings, train_labels, classes) -> dict[str, Any]:
         from zoo.guides import GuideProjector
+        from zoo.models.guide_extras import GuideExtras
 
         names = [classes[i] for i in train_labels]
         projector = GuideProjector().fit(train_embeddings, names, self.guide)
         return {"guided": GuideExtras(projector)}
-
-
-@PIPELINE_EXTRAS.register("guided")
-class GuideExtras(PipelineExtras):
-    """Saves the guide (``guide.csv``) and the fitted projector; adds ``guide_x``, ``guide_y`` and
-    ``guide_nearest`` (the class whose guide point is nearest) to every prediction."""
-
-    def __init__(self, projector):
-        self.projector = projector
-
-    def save(self, directory: Path) -> None:
-        import joblib
-
-        self.projector.guide_.save_csv(Path(directory) / "guide.csv")
-        joblib.dump(self.projector, Path(directory) / "guide_projector.joblib")
-
-    @classmethod
-    def load(cls, directory: Path) -> "GuideExtras":
-        import joblib
-
-        return cls(joblib.load(Path(directory) / "guide_projector.joblib"))
-
-    def columns(self, embeddings: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-        pos = self.projector.transform(embeddings)
-        guide = self.projector.guide_
-        nearest = np.linalg.norm(pos[:, None, :] - guide.coords[None], axis=2).argmin(1)
-        return {"guide_x": pos[:, 0], "guide_y": pos[:, 1],
-                "guide_nearest": np.asarray([guide.classes[i] for i in nearest], dtype=object)}
-
-    def config(self) -> dict[str, Any]:
-        return {"guide": self.projector.guide_.name, "projector": type(self.projector.model_).__name__}

@@ -1,35 +1,41 @@
-"""One training job, for any family: data → encoder → Trainer → SVM stage → test metrics → MLflow
-run (params, per-epoch metrics, dataset input, plots) → pyfunc model → registry ``@candidate``.
+"""One training job, for any family. The runner owns only what every family shares: the
+configuration, the data and its folds, the MLflow runs (a run per fold; ``fold=all`` nests every
+CV iteration under one parent that logs mean ± std), the test metrics' logging, the model's
+packaging and its registration. Training one fold is the family's :meth:`Family.fit_fold`.
 
-``fold=all`` runs every CV iteration as a nested child run under one parent, which logs mean ± std
-of every test metric; the child with the best validation macro-F is registered.
+``fold=final`` trains on every labelled row (a small stratified validation slice is kept for early
+stopping and SVM selection); with ``cv_run=<id of a fold=all run>`` it trains for the epoch count
+that CV chose and is registered tagged with the CV's estimate.
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import logging
+import math
 import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
-from zoo.families.base import Family
-from zoo.families.params import TrainConfig, resolve_config
+from zoo.families.base import Family, FoldContext, FoldOutcome
+from zoo.families.embedding import m_per_class  # noqa: F401  (public here since the first version)
+from zoo.families.params import FINAL, TrainConfig, resolve_config
 
 log = logging.getLogger(__name__)
+
+FINAL_VAL_FRACTION = 0.1  # fold=final: share of each class kept for early stopping / SVM selection
 
 
 @dataclass
 class FoldResult:
-    fold: int
+    fold: int | str
     run_id: str
     metrics: dict[str, float]          # test_* and best val_* scalars
     best_epoch: int | None
@@ -37,6 +43,8 @@ class FoldResult:
     model_uri: str | None = None
     model_version: str | None = None
     seconds: float = 0.0
+    test_rows: list[str] = field(default_factory=list)
+    gate: dict[str, str] = field(default_factory=dict)   # fold/limit/n_test/test_rows_digest tags
 
 
 @dataclass
@@ -47,6 +55,7 @@ class TrainingResult:
     run_id: str                         # the run (single fold) or the CV parent
     summary: dict[str, dict[str, float]] = field(default_factory=dict)
     registered: str | None = None       # "zoo-<family>/<version>"
+    primary_metric: str = "macro_f1"
 
     def metric(self, name: str) -> float:
         """Test metric of a single-fold job, or its CV mean."""
@@ -55,56 +64,96 @@ class TrainingResult:
         return float(self.folds[0].metrics[name])
 
     def describe(self) -> str:
+        key = f"test_{self.primary_metric}"
         lines = [f"{self.family}: run {self.run_id} on dataset {self.config.dataset!r}"]
         for r in self.folds:
-            lines.append(f"  fold {r.fold}: test macro-F {r.metrics.get('test_macro_f1', float('nan')):.4f}  "
-                         f"MCS {r.metrics.get('test_mcs', float('nan')):.4f}  best epoch {r.best_epoch}/"
-                         f"{r.epochs_run}  ({r.seconds:.0f} s)")
-        if self.summary:
-            for key in ("test_macro_f1", "test_mcs", "test_macro_f1_tolerant"):
-                if key in self.summary:
-                    s = self.summary[key]
-                    lines.append(f"  {key}: {s['mean']:.4f} ± {s['std']:.4f} over {s['n']} folds")
+            extra = f"  MCS {r.metrics['test_mcs']:.4f}" if "test_mcs" in r.metrics else ""
+            lines.append(f"  fold {r.fold}: {key} {r.metrics.get(key, float('nan')):.4f}{extra}  best epoch "
+                         f"{r.best_epoch}/{r.epochs_run}  ({r.seconds:.0f} s)")
+        for k in (key, "test_mcs", f"{key}_tolerant"):
+            if k in self.summary:
+                s = self.summary[k]
+                lines.append(f"  {k}: {s['mean']:.4f} ± {s['std']:.4f} over {s['n']} folds")
         if self.registered:
             lines.append(f"  registered {self.registered} with alias @candidate "
                          f"(promote: zoo models promote {self.registered.replace('/', ' ')} production)")
         return "\n".join(lines)
 
 
-def run_training(family: str, raw: Mapping[str, Any], *, progress: bool = True) -> TrainingResult:
+# --------------------------------------------------------------------------------------------
+# entry
+# --------------------------------------------------------------------------------------------
+def build_family(family: str, raw: Mapping[str, Any]) -> Family:
+    """Resolve the parameters and instantiate the family (all validation, no run yet)."""
     from zoo.families import FAMILIES
+
+    fam_cls = FAMILIES.get(family)
+    cfg = resolve_config(family, raw, fam_cls.param_names())
+    return fam_cls(cfg)
+
+
+def run_training(family: str | Family, raw: Mapping[str, Any] | None = None, *, progress: bool = True,
+                 callbacks: Iterable = (), log_model: bool = True) -> TrainingResult:
+    """Train ``family`` (a name with entry-point parameters ``raw``, or a built :class:`Family`).
+    ``callbacks``: extra Trainer callbacks (tuning pruner, time budget) handed to every fold
+    through :attr:`FoldContext.callbacks`."""
     from zoo.tracking import store
     from zoo.tracking.runs import log_cv_summary, start_run
 
-    fam_cls = FAMILIES.get(family)
-    cfg = resolve_config(family, raw, fam_cls.param_names)
-    fam: Family = fam_cls(cfg)  # parses the family's own parameters: fail before any run exists
+    fam = family if isinstance(family, Family) else build_family(family, raw or {})
+    cfg = fam.cfg
     dataset = load_dataset(cfg.dataset)
-    if cfg.fold != "all" and not 0 <= int(cfg.fold) < dataset.n_folds:
+    if isinstance(cfg.fold, int) and not 0 <= cfg.fold < dataset.n_folds:
         raise ValueError(f"fold {cfg.fold} does not exist: dataset {dataset.name!r} has "
-                         f"{dataset.n_folds} folds (use 0..{dataset.n_folds - 1} or 'all')")
+                         f"{dataset.n_folds} folds (use 0..{dataset.n_folds - 1}, 'all' or 'final')")
     store.configure()
-    _warn_foreign_experiment(family)
-    params = {**cfg.to_dict(), **{f"{k}": v for k, v in fam.params.items()}}
+    init_from = None
+    if isinstance(cfg.pretrained, str) and cfg.pretrained.startswith(("models:/", "runs:/")):
+        # Start from a registered autoencoder's encoder (its plain-timm backbone file), resolved and
+        # downloaded once, before any run exists: a wrong URI fails here.
+        from zoo.autoencoder.reuse import resolve_pretrained
+
+        init_from, cfg.pretrained = cfg.pretrained, resolve_pretrained(cfg.pretrained)
+        fam.init_from = init_from  # what runs record as `pretrained` (not the downloaded file's path)
+    cv = _cv_choice(fam, cfg.cv_run) if cfg.fold == FINAL and cfg.cv_run else None
+    if cfg.fold == FINAL and cfg.register and cv is None:
+        raise ValueError("fold=final registers the model with the estimate of a cross-validation: pass "
+                         "cv_run=<run id of a fold=all run of this configuration> (or register=false)")
+    if cv is not None:
+        cfg.epochs = cv["epochs"]
+        cfg.patience = cv["epochs"]  # train the epochs the CV chose; the val slice only picks the SVM
+    _warn_foreign_experiment(cfg.family)
+    params = {**cfg.to_dict(), **fam.params}
+    if init_from:
+        params["pretrained"] = init_from  # the URI, not the downloaded file's temporary path
+    callbacks = tuple(callbacks)
 
     if cfg.fold == "all":
-        with start_run(family, dataset=dataset, fold="all", params=params, config=params,
-                       name_parts=[*fam.name_parts(), "cv"], tags=fam.tags()) as parent:
-            results = [_train_fold(fam, cfg, dataset, k, nested=True, progress=progress)
-                       for k in range(dataset.n_folds)]
+        with start_run(cfg.family, dataset=dataset, fold="all", params=params, config=params,
+                       name_parts=[*fam.name_parts(), "cv"], tags={**fam.tags(), **fam.gate_tags()}) as parent:
+            results = [train_fold(fam, dataset, k, nested=True, progress=progress, callbacks=callbacks,
+                                  log_model=log_model) for k in range(dataset.n_folds)]
             summary = log_cv_summary(parent, [r.metrics for r in results])
-            best = max(results, key=lambda r: r.metrics.get("val_macro_f1", -1.0))
+            parent.set_tags(_cv_tags(fam, results))
+            best = _best(fam, results)
             registered = None
             if cfg.register and best.model_uri:
-                registered = _register(fam, best.run_id, best.model_uri, extra_tags={"cv_parent": parent.run_id})
+                registered = _register(fam, best, extra_tags={"cv_parent": parent.run_id})
                 parent.set_tags({"registered_version": registered, "registered_fold": str(best.fold)})
-            return TrainingResult(family, cfg, results, parent.run_id, summary, registered)
+            return TrainingResult(cfg.family, cfg, results, parent.run_id, summary, registered, fam.primary_metric)
 
-    result = _train_fold(fam, cfg, dataset, int(cfg.fold), nested=False, progress=progress)
+    result = train_fold(fam, dataset, cfg.fold, nested=False, progress=progress, callbacks=callbacks,
+                        log_model=log_model, cv=cv)
     registered = None
     if cfg.register and result.model_uri:
-        registered = _register(fam, result.run_id, result.model_uri)
-    return TrainingResult(family, cfg, [result], result.run_id, {}, registered)
+        registered = _register(fam, result, extra_tags={"cv_parent": cv["run_id"]} if cv else None)
+    return TrainingResult(cfg.family, cfg, [result], result.run_id, {}, registered, fam.primary_metric)
+
+
+def _best(fam: Family, results: list[FoldResult]) -> FoldResult:
+    key = f"val_{fam.primary_metric}"
+    sign = 1.0 if fam.direction == "maximize" else -1.0
+    return max(results, key=lambda r: sign * r.metrics.get(key, -math.inf * sign))
 
 
 def _warn_foreign_experiment(family: str) -> None:
@@ -146,64 +195,56 @@ def load_dataset(name: str):
         "bringing your own dataset)")
 
 
-def _checkpoint_dir(cfg: TrainConfig, fam: Family, fold: int) -> Path:
-    """Stable per configuration and fold, so ``resume=true`` finds the interrupted run's state."""
-    from zoo.paths import project_dir
+def severity_for(classes: list[str]):
+    """The MCS severity matrix for ``classes`` (see :func:`zoo.tracking.evaluation.severity_for`)."""
+    from zoo.tracking.evaluation import severity_for as _severity_for
 
-    keyed = {k: v for k, v in cfg.to_dict().items() if k not in ("resume", "register", "device", "num_workers")}
-    keyed.update(fam.params, fold=fold)
-    digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
-    return project_dir() / "checkpoints" / cfg.family / f"{cfg.dataset}-f{fold}-{digest}"
+    return _severity_for(classes)
 
 
-def m_per_class(batch_size: int, n_classes: int) -> int:
-    """Images per class in a batch for triplet mining: the smallest divisor of ``batch_size`` that is
-    at least 2 and lets ``n_classes`` classes fill the batch (pytorch-metric-learning's
-    MPerClassSampler needs ``batch_size % m == 0`` and ``m * n_classes >= batch_size``)."""
-    need = max(2, -(-batch_size // max(1, n_classes)))
-    for m in range(need, batch_size + 1):
-        if batch_size % m == 0:
-            return m
-    return batch_size
+# --------------------------------------------------------------------------------------------
+# splits, digests, loaders
+# --------------------------------------------------------------------------------------------
+def rows_digest(rows: pd.DataFrame) -> str:
+    """Digest of exactly these rows (image id + label): two evaluations compare only when equal."""
+    ids = sorted(f"{i}\t{l}" for i, l in zip(rows["image"].astype(str), rows["label"].astype(str)))
+    return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def severity_for(classes: list[str]) -> pd.DataFrame | None:
-    """The severity matrix for ``classes``. Classes outside the 15 of the guide papers (e.g. PBC's
-    platelet or unstaged erythroblast) have no expert value; they get the matrix's typical values
-    by lineage — 2 within a lineage, 4 across (the rule the expert matrix follows) — so MCS stays
-    defined. The run is tagged ``mcs_severity=extended`` when that happens."""
-    from zoo.knowledge import load_matrix, load_ontology
+def fold_split(dataset, fold: int | str, limit: int | None, seed: int) -> dict[str, pd.DataFrame]:
+    """``{"train", "val", "test"}`` rows of ``fold`` after the stratified ``limit`` subsample (the
+    rows make_loaders uses). ``final``: train = every labelled row but a stratified validation
+    slice (:data:`FINAL_VAL_FRACTION` of each class, at least one when a class has 2+ rows), test
+    empty."""
+    from zoo.data.datasets import stratified_subsample
 
-    ont = load_ontology()
-    full = load_matrix("severity")
-    known = [c for c in classes if c in full.index]
-    if len(known) == len(classes):
-        return load_matrix("severity", classes=classes)
-    sev = pd.DataFrame(4, index=classes, columns=classes, dtype=int)
-    for t in classes:
-        for p in classes:
-            if t == p:
-                sev.loc[t, p] = 0
-            elif t in full.index and p in full.index:
-                sev.loc[t, p] = int(full.loc[t, p])
-            elif ont.lineage(t) == ont.lineage(p):
-                sev.loc[t, p] = 2
-    return sev
+    manifest = stratified_subsample(dataset.manifest, limit, seed=seed)
+    if fold != FINAL:
+        keep = set(manifest["image"])
+        return {k: v[v["image"].isin(keep)] for k, v in dataset.split(int(fold)).items()}
+    labelled = manifest[manifest["label"].notna()]
+    rng = np.random.default_rng(seed)
+    val_idx = []
+    for _, group in labelled.groupby("label", sort=True):
+        n_val = 0 if len(group) < 2 else max(1, int(round(FINAL_VAL_FRACTION * len(group))))
+        val_idx += list(rng.choice(group.index.to_numpy(), size=n_val, replace=False))
+    val = labelled.loc[sorted(val_idx)]
+    return {"train": labelled.drop(index=val.index), "val": val, "test": labelled.iloc[0:0]}
 
 
-def _train_eval_loader(train_loader):
-    """The training set without augmentation, sharing the decoded-image cache of ``train_loader``
-    (decoding twice would double the start-up time and the memory)."""
-    from torch.utils.data import DataLoader
+def _final_view(dataset, parts: dict[str, pd.DataFrame]):
+    """``dataset`` whose ``split()`` returns ``parts`` (fold=final): make_loaders reads ``split``,
+    and everything else (manifest, root, classes) stays the dataset's own."""
+    from zoo.data.prepared import PreparedDataset
 
-    from zoo.data.transforms import eval_transform
+    class FinalSplit(PreparedDataset):
+        def __init__(self):  # a view: no folder to read, the dataset's state is shared
+            self.__dict__.update(dataset.__dict__)
 
-    ds = copy.copy(train_loader.dataset)
-    ds.train = False
-    ds.transform = eval_transform(ds.img_size)
-    return DataLoader(ds, batch_size=train_loader.batch_size, shuffle=False,
-                      num_workers=train_loader.num_workers, pin_memory=train_loader.pin_memory,
-                      persistent_workers=train_loader.num_workers > 0)
+        def split(self, fold):
+            return {k: v for k, v in parts.items() if len(v)}
+
+    return FinalSplit()
 
 
 # Decoded loaders shared by consecutive trainings on the same fold (see ``reuse_loaders``).
@@ -213,7 +254,7 @@ _LOADER_CACHE: dict | None = None
 @contextmanager
 def reuse_loaders():
     """Within this context, trainings on the same dataset/fold/size reuse the decoded images
-    instead of decoding them again (what the guide comparison does dozens of times)."""
+    instead of decoding them again (what the guide comparison and tuning do dozens of times)."""
     global _LOADER_CACHE
     previous, _LOADER_CACHE = _LOADER_CACHE, {}
     try:
@@ -222,12 +263,51 @@ def reuse_loaders():
         _LOADER_CACHE = previous
 
 
-def _train_fold(fam: Family, cfg: TrainConfig, dataset, fold: int, *, nested: bool, progress: bool,
-                log_model: bool = True, embedding_map: str = "auto", checkpoints: bool = True) -> FoldResult:
+def _loader_factory(cfg: TrainConfig, dataset, fold: int | str, split: dict[str, pd.DataFrame]):
+    def make(*, sampler: str | None = None, m_per_class: int = 4, img_size: int | None = None,
+             batch_size: int | None = None, augment: dict | None = None, return_mask: bool = False) -> dict:
+        from zoo.data.datasets import make_loaders
+
+        img = int(img_size or cfg.img_size)
+        bs = int(batch_size or cfg.batch_size)
+        key = (str(dataset.path), dataset.digest, fold, img, bs, cfg.num_workers, cfg.limit, cfg.seed, sampler,
+               m_per_class, json.dumps(augment, sort_keys=True, default=str), return_mask)
+        cached = _LOADER_CACHE.get(key) if _LOADER_CACHE is not None else None
+        if cached is not None:
+            return cached
+        source, k = (_final_view(dataset, split), 0) if fold == FINAL else (dataset, int(fold))
+        loaders = make_loaders(source, k, img, bs, num_workers=cfg.num_workers, limit=cfg.limit, seed=cfg.seed,
+                               sampler=sampler, m_per_class=m_per_class, augment=augment, return_mask=return_mask)
+        if _LOADER_CACHE is not None:
+            _LOADER_CACHE.clear()  # one fold at a time: bounded memory
+            _LOADER_CACHE[key] = loaders
+        return loaders
+
+    return make
+
+
+def _checkpoint_dir(cfg: TrainConfig, fam: Family, fold: int | str) -> Path:
+    """Stable per configuration and fold, so ``resume=true`` finds the interrupted run's state."""
+    from zoo.paths import project_dir
+
+    keyed = {k: v for k, v in cfg.to_dict().items() if k not in ("resume", "register", "device", "num_workers")}
+    keyed.update(fam.params, fold=fold)
+    digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
+    return project_dir() / "checkpoints" / cfg.family / f"{cfg.dataset}-f{fold}-{digest}"
+
+
+# --------------------------------------------------------------------------------------------
+# one fold
+# --------------------------------------------------------------------------------------------
+def train_fold(fam: Family, dataset, fold: int | str, *, nested: bool, progress: bool, callbacks: Iterable = (),
+               log_model: bool = True, embedding_map: str = "auto", checkpoints: bool = True,
+               cv: Mapping[str, Any] | None = None) -> FoldResult:
+    """Train one fold of ``fam`` in its own run (a child of the active run when ``nested``)."""
     import mlflow
 
     from zoo.tracking.runs import start_run
 
+    cfg = fam.cfg
     ckpt_dir = _checkpoint_dir(cfg, fam, fold) if checkpoints else None
     resume_run = None
     if cfg.resume and ckpt_dir is not None:
@@ -245,118 +325,129 @@ def _train_fold(fam: Family, cfg: TrainConfig, dataset, fold: int, *, nested: bo
                 mlflow.set_tags({"resumed_into": resume_run})
                 mlflow.end_run()
     params = {**cfg.to_dict(), **fam.params, "fold": fold}
+    if getattr(fam, "init_from", None):
+        params["pretrained"] = fam.init_from
     with start_run(cfg.family, dataset=dataset, fold=fold, params=params, config=params, nested=nested,
-                   name_parts=fam.name_parts(), tags=fam.tags(), run_id=None if nested else resume_run) as run:
-        return _train_in_run(run, fam, cfg, dataset, fold, ckpt_dir, progress, log_model, embedding_map)
+                   name_parts=fam.name_parts(), tags={**fam.tags(), **fam.gate_tags()},
+                   run_id=None if nested else resume_run) as run:
+        return _fit_in_run(run, fam, dataset, fold, ckpt_dir, progress, tuple(callbacks), log_model, embedding_map,
+                           cv)
 
 
-def _train_in_run(run, fam: Family, cfg: TrainConfig, dataset, fold: int, ckpt_dir: Path | None, progress: bool,
-                  log_model: bool = True, embedding_map: str = "auto") -> FoldResult:
-    from zoo.data.datasets import make_loaders
-    from zoo.evaluate.svm import SVMStage
-    from zoo.evaluate.metrics import classification_metrics, scalar_metrics
-    from zoo.evaluate.plots import plot_confusion_matrix, plot_embedding_map
+def _fit_in_run(run, fam: Family, dataset, fold: int | str, ckpt_dir: Path | None, progress: bool, callbacks: tuple,
+                log_model: bool, embedding_map: str, cv: Mapping[str, Any] | None) -> FoldResult:
     from zoo.knowledge import load_ontology
-    from zoo.models import create_encoder
-    from zoo.tracking.packaging import log_pipeline
-    from zoo.tracking.pipeline import Pipeline
-    from zoo.train import Trainer, seed_everything
+    from zoo.train import seed_everything
 
+    cfg = fam.cfg
     start = time.perf_counter()
     seed_everything(cfg.seed)
-    key = (str(dataset.path), dataset.digest, fold, cfg.img_size, cfg.batch_size, cfg.num_workers, cfg.limit, cfg.seed)
-    loaders = _LOADER_CACHE.get(key) if _LOADER_CACHE is not None else None
-    if loaders is None:
-        loaders = make_loaders(dataset, fold, cfg.img_size, cfg.batch_size, num_workers=cfg.num_workers,
-                               limit=cfg.limit, seed=cfg.seed, sampler="m_per_class",
-                               m_per_class=m_per_class(cfg.batch_size, len(dataset.classes)))
-        if _LOADER_CACHE is not None:
-            _LOADER_CACHE.clear()  # one fold at a time: bounded memory
-            _LOADER_CACHE[key] = loaders
+    split = fold_split(dataset, fold, cfg.limit, cfg.seed)
     classes = list(dataset.classes)
     ontology = load_ontology()
-    severity = severity_for(classes)
-    if any(c not in load_ontology().default_classes for c in classes):
+    if any(c not in ontology.default_classes for c in classes):
         run.set_tags({"mcs_severity": "extended"})
-
+    training = {"dataset": dataset.name, "dataset_digest": _dataset_digest(dataset),
+                "manifest_digest": dataset.digest, "fold": fold, "limit": cfg.limit, "seed": cfg.seed}
     with tempfile.TemporaryDirectory(prefix="zoo-family-") as tmp:
-        fam_dir = Path(tmp)
-        fam.prepare(classes, fam_dir)
-        encoder = create_encoder(cfg.backbone, cfg.embedding_dim, pretrained=cfg.pretrained, img_size=cfg.img_size)
-        loss = fam.build_loss(classes)
-        trainer = Trainer(
-            encoder, loss, loaders["train"], loaders["val"], epochs=cfg.epochs, patience=cfg.patience,
-            lr=cfg.lr, device=cfg.device, callbacks=fam.callbacks(loss), checkpoint_dir=ckpt_dir,
-            resume=cfg.resume, svm_every=cfg.svm_every, train_eval_loader=_train_eval_loader(loaders["train"]),
-            classes=classes, severity=severity, ontology=ontology, seed=cfg.seed, progress=progress,
-            # Validation only needs decisions: no calibration, grid search on a subsample.
-            svm=SVMStage(random_state=cfg.seed, calibrate=False, max_search=cfg.svm_max_search),
-            logger=run, extra={"run_id": run.run_id},
-        )
-        fit = trainer.fit()
-
-        # Test: the best epoch's weights and SVM hyper-parameters; the packaged SVM is refitted on
-        # all training embeddings with calibrated probabilities.
-        if fit.svm is None:
-            raise RuntimeError("training ended without a fitted SVM stage (no validation ran)")
-        train_emb, train_y = trainer.embed(trainer.train_eval_loader, desc="embed train")  # best weights
-        svm = SVMStage(random_state=cfg.seed).refit_only(train_emb, train_y, params=fit.svm.best_params_)
-        test_emb, test_y = trainer.embed(loaders["test"], desc="embed test")
-        pred = svm.predict(test_emb)
-        test = classification_metrics(test_y, pred, classes, severity=severity, ontology=ontology)
-        metrics = scalar_metrics(test, "test_")
-        metrics.pop("test_n", None)
-        metrics.update({k: v for k, v in fit.best.items() if k.startswith("val_")})
-        metrics["best_epoch"] = float(fit.best_epoch or 0)
+        ctx = FoldContext(cfg=cfg, dataset=dataset, fold=fold, split=split, run=run, out_dir=Path(tmp),
+                          checkpoint_dir=ckpt_dir, progress=progress, callbacks=callbacks, classes=classes,
+                          severity=severity_for(classes) if fam.has_classes else None, ontology=ontology,
+                          make_loaders=_loader_factory(cfg, dataset, fold, split),
+                          options={"embedding_map": embedding_map, "log_model": log_model, "training": training})
+        outcome = fam.fit_fold(ctx)
+        if not isinstance(outcome, FoldOutcome):
+            raise TypeError(f"{type(fam).__name__}.fit_fold must return a FoldOutcome, got {type(outcome).__name__}")
+        metrics = dict(outcome.metrics)
+        gate = _gate_tags(fam, cfg, fold, split, outcome, cv)
+        if cv is not None:  # fold=final: the CV's estimate stands in for the (empty) test set
+            metrics.update(cv["estimate"])
         run.log_metrics({k: v for k, v in metrics.items() if k.startswith("test_") or k == "best_epoch"})
-        run.log_metrics_json({"test": test, "best_epoch": fit.best_epoch, "history": fit.history})
-        title = run_title(fam, cfg, fold)
-        run.log_figure(plot_confusion_matrix(test["confusion_matrix"], classes, ontology=ontology,
-                                             title=f"{title} — test"), "plots/confusion_matrix.png")
-        run.log_figure(plot_embedding_map(test_emb, test_y, classes, ontology=ontology, method=embedding_map,
-                                          title=f"{title} — test embeddings", random_state=cfg.seed),
-                       "plots/embedding_map.png")
-        run.log_figure(plot_history(fit.history), "plots/history.png")
-        if any(fam_dir.iterdir()):
-            run.log_artifacts(fam_dir, "family")
-
+        run.set_tags(gate)
+        if any(ctx.out_dir.iterdir()):
+            run.log_artifacts(ctx.out_dir, "family")
         model_uri = None
-        if log_model:  # the guide comparison skips it: dozens of runs, compared by metrics only
-            extras = fam.pipeline_extras(loss, train_emb, train_y, classes)
-            pipeline = Pipeline(cfg.family, encoder.cpu(), svm, classes, img_size=cfg.img_size, extras=extras,
-                                config={**cfg.to_dict(), **fam.params, "fold": fold}, device="cpu")
-            model_uri = log_pipeline(pipeline, metadata={"fold": fold, **fam.tags()}).model_uri
-    return FoldResult(fold, run.run_id, metrics, fit.best_epoch, fit.epochs_run, model_uri,
-                      seconds=time.perf_counter() - start)
+        if log_model and outcome.model is not None:
+            from zoo.tracking.packaging import log_zoo_model
+
+            model_uri = log_zoo_model(outcome.model, metadata={**gate, **fam.tags()}).model_uri
+    return FoldResult(fold, run.run_id, metrics, outcome.best_epoch, outcome.epochs_run, model_uri,
+                      seconds=time.perf_counter() - start, test_rows=list(outcome.test_index), gate=gate)
 
 
-def run_title(fam: Family, cfg: TrainConfig, fold: int) -> str:
-    return " ".join([cfg.family, *fam.name_parts(), cfg.dataset, f"fold {fold}"])
+def _dataset_digest(dataset) -> str:
+    from zoo.tracking.runs import dataset_digest
+
+    return str(dataset_digest(dataset))
 
 
-def plot_history(history: list[dict[str, float]]):
-    """Loss and validation metrics per epoch, the two curves people look at first."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frame = pd.DataFrame(history)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
-    if "train_loss" in frame:
-        a.plot(frame["epoch"], frame["train_loss"], marker=".")
-    a.set(xlabel="epoch", ylabel="train loss")
-    for key in ("val_macro_f1", "val_macro_f1_tolerant", "val_mcs_norm"):
-        if key in frame:
-            b.plot(frame["epoch"], frame[key], marker=".", label=key)
-    b.set(xlabel="epoch", ylabel="validation")
-    b.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
+def _gate_tags(fam: Family, cfg: TrainConfig, fold, split, outcome: FoldOutcome, cv) -> dict[str, str]:
+    """fold, limit, n_test, test_rows_digest (+ the family's kind/primary metric/direction)."""
+    test_ids = set(map(str, outcome.test_index))
+    test = split["test"][split["test"]["image"].astype(str).isin(test_ids)]
+    if len(test) != len(test_ids):
+        raise ValueError(f"{type(fam).__name__}.fit_fold returned test_index rows that are not this fold's test rows")
+    tags = {**fam.gate_tags(), "fold": str(fold), "limit": str(cfg.limit) if cfg.limit else "none",
+            "n_test": str(len(test)), "test_rows_digest": rows_digest(test) if len(test) else "none"}
+    if cv is not None:
+        tags.update(n_test=str(cv["n_test"]), test_rows_digest=cv["test_rows_digest"], estimate="cv",
+                    cv_parent=cv["run_id"], cv_epochs=str(cv["epochs"]))
+    return tags
 
 
-def _register(fam: Family, run_id: str, model_uri: str, extra_tags: Mapping[str, str] | None = None) -> str:
+# --------------------------------------------------------------------------------------------
+# CV bookkeeping and fold=final
+# --------------------------------------------------------------------------------------------
+def _cv_tags(fam: Family, results: list[FoldResult]) -> dict[str, str]:
+    """On the CV parent: what fold=final needs (epoch count, the digest of all folds' test rows)."""
+    epochs = [r.best_epoch for r in results if r.best_epoch]
+    ids = sorted({i for r in results for i in r.test_rows})
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16] if ids else "none"
+    return {"cv_epochs": str(int(round(float(np.median(epochs))))) if epochs else "none",
+            "cv_test_rows_digest": f"cv-{digest}", "cv_n_test": str(len(ids)),
+            "cv_limit": str(fam.cfg.limit) if fam.cfg.limit else "none", "primary_metric": fam.primary_metric}
+
+
+def _cv_choice(fam: Family, cv_run: str) -> dict[str, Any]:
+    """Epoch count and test estimate of the CV parent run ``cv_run`` (a fold=all run)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = MlflowClient().get_run(cv_run)
+    except MlflowException as exc:
+        raise ValueError(f"cv_run {cv_run!r}: no such run ({exc.message})") from None
+    tags, metrics = run.data.tags, run.data.metrics
+    if tags.get("fold") != "all" or "cv_epochs" not in tags:
+        raise ValueError(f"cv_run {cv_run!r} is not the parent run of a fold=all cross-validation")
+    if tags.get("family") != fam.cfg.family:
+        raise ValueError(f"cv_run {cv_run!r} is a {tags.get('family')!r} run, not {fam.cfg.family!r}")
+    if tags.get("cv_limit", "none") != (str(fam.cfg.limit) if fam.cfg.limit else "none"):
+        raise ValueError(f"cv_run {cv_run!r} used limit={tags.get('cv_limit')}, this run limit={fam.cfg.limit}: "
+                         "train the final model on the data the CV estimated")
+    if tags["cv_epochs"] == "none":
+        raise ValueError(f"cv_run {cv_run!r} recorded no best epoch")
+    keys = [f"test_{fam.primary_metric}"] + (["test_mcs"] if fam.has_classes else [])
+    missing = [k for k in keys if f"{k}_mean" not in metrics]
+    if missing:
+        raise ValueError(f"cv_run {cv_run!r} has no CV mean of {missing}")
+    estimate = {k: float(metrics[f"{k}_mean"]) for k in keys}
+    estimate.update({f"{k}_std": float(metrics.get(f"{k}_std", float("nan"))) for k in keys})
+    return {"run_id": cv_run, "epochs": int(tags["cv_epochs"]), "estimate": estimate,
+            "test_rows_digest": tags["cv_test_rows_digest"], "n_test": int(tags.get("cv_n_test", 0))}
+
+
+def _register(fam: Family, result: FoldResult, extra_tags: Mapping[str, str] | None = None) -> str:
     from zoo.tracking.registry import register
 
-    mv = register(run_id, fam.name, model_uri, tags={**fam.tags(), **dict(extra_tags or {})})
+    key = f"test_{fam.primary_metric}"
+    tags = {**fam.tags(), **result.gate, **dict(extra_tags or {})}
+    for k in (key, "test_mcs"):
+        if k in result.metrics and (k == key or fam.has_classes):
+            tags[k] = repr(float(result.metrics[k]))
+    mv = register(result.run_id, fam.cfg.family, result.model_uri, tags=tags)
     return f"{mv.name}/{mv.version}"
+
+
+__all__ = ["FoldResult", "TrainingResult", "build_family", "fold_split", "load_dataset", "reuse_loaders",
+           "rows_digest", "run_training", "severity_for", "train_fold"]

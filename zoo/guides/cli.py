@@ -44,7 +44,9 @@ def add_commands(subparsers) -> None:
     p = subparsers.add_parser("guides", help="list or show the embedding guides")
     sub = p.add_subparsers(dest="guides_command", metavar="{list,show}")
     sub.required = True
-    pl = sub.add_parser("list", help="the 14 guide names")
+    from zoo.guides import GUIDES
+
+    pl = sub.add_parser("list", help=f"the {len(GUIDES)} guide names")
     pl.set_defaults(func=_list)
     ps = sub.add_parser("show", help="print a guide's points and plot it (NAME 'all' plots every guide)")
     ps.add_argument("name", help="guide name, e.g. fr_sim_mat (see `zoo guides list`), or 'all'")

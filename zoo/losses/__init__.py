@@ -14,8 +14,8 @@ subclass :class:`GuidedLoss` (see :mod:`zoo.losses.base` for how to write one).
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import inspect
+import pkgutil
 from typing import Any
 
 from torch import nn
@@ -30,11 +30,10 @@ from .triplet import TRIPLET_TYPES, TripletLoss  # noqa: E402
 
 LOSSES.add("triplet", TripletLoss)
 
-# Loss modules written in other rooms register themselves on import; a module that does not exist
-# yet is skipped, but an existing one that fails to import raises (never hide a broken loss).
-for _module in ("inverse_umap", "distance", "smr", "reconstruction"):
-    if importlib.util.find_spec(f"{__name__}.{_module}") is not None:
-        importlib.import_module(f"{__name__}.{_module}")
+# Every module of this package is imported, so each loss registers itself (found, not listed):
+# adding a loss is adding a file with a decorated class. A module that fails to import raises.
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")
 
 _TRIPLET_KEYS = ("margin", "type_of_triplets", "distance")
 

@@ -28,6 +28,16 @@ Choices the papers leave open, made explicit here:
 * **Subsample.** At most ``max_fit_samples`` embeddings, stratified by class (each class keeps
   its share, and at least one sample), drawn with ``seed + epoch``: UMAP's cost grows with N and
   the class means need only a few hundred points per class.
+* **Cost.** The refresh (UMAP fit + inverse transform) must stay a small part of an epoch (it was
+  25 % on 2 cores). Three levers, all one parameter away from the paper's every-epoch setting:
+  ``max_fit_samples`` (1,000 by default: the targets are class-level, ~70 points per class on 15
+  classes locate a class mean well), ``umap_epochs`` (UMAP's optimisation epochs; 200 — what UMAP
+  itself uses above 10,000 points — instead of its small-data default of 500) and
+  ``refresh_every`` = k (refit every k epochs; Eq. 1's smoothing is then applied with
+  ``kappa ** k``, the weight the old targets would have kept after k per-epoch updates towards a
+  fixed new position). numba's compiled kernels of umap/pynndescent are cached on disk
+  (``NUMBA_CACHE_DIR``, default ``~/.cache/marrow-zoo/numba``), so a new process does not
+  recompile them.
 
 Targets are buffers (``targets``, ``has_targets``, ``n_updates``) and travel in ``state_dict()``
 for checkpoint/resume. The reducer is injectable (``reducer_factory``; default ``umap.UMAP``)
@@ -51,12 +61,31 @@ from . import LOSSES
 from .base import EmbeddingLoss, GuidedLoss
 
 
-def default_reducer(n_neighbors: int, random_state: int) -> Any:
+def default_reducer(n_neighbors: int, random_state: int, n_epochs: int | None = None) -> Any:
+    _numba_disk_cache()
     # Imported here: umap pulls in numba/pynndescent (seconds), which `import zoo.losses` should not pay.
     import umap
 
     # n_jobs=1: a fixed random_state forces it anyway (and UMAP warns unless told).
-    return umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=random_state, n_jobs=1)
+    return umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=random_state, n_jobs=1,
+                     n_epochs=n_epochs)
+
+
+def _numba_disk_cache() -> None:
+    """Keep numba's compiled kernels (``cache=True`` functions of umap/pynndescent) in a writable
+    folder: next to a read-only site-packages numba would recompile them in every process."""
+    import os
+    import sys
+    from pathlib import Path
+
+    # NUMBA_CACHE_DIR is read when numba is imported: too late once it is.
+    if "numba" not in sys.modules and not os.environ.get("NUMBA_CACHE_DIR"):
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "marrow-zoo" / "numba"
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            os.environ["NUMBA_CACHE_DIR"] = str(base)
+        except OSError:
+            pass
 
 
 def stratified_subsample(labels: np.ndarray, max_samples: int, seed: int) -> np.ndarray:
@@ -84,7 +113,9 @@ class InverseUMAPLoss(GuidedLoss):
         triplet: the TML term (default :class:`zoo.losses.TripletLoss`).
         classes: class ids in label-index order (label ``i`` is ``classes[i]``); default the
             guide's own order.
-        max_fit_samples: bound on the embeddings UMAP is fitted on each epoch.
+        max_fit_samples: bound on the embeddings UMAP is fitted on each refresh.
+        umap_epochs: UMAP's ``n_epochs`` (None: UMAP's default, 500 below 10,000 points).
+        refresh_every: refit the targets every this many epochs (smoothing ``kappa ** refresh_every``).
         n_neighbors: UMAP's ``n_neighbors`` (capped at the subsample size - 1).
         seed: UMAP ``random_state`` and subsampling seed.
         l1: ``"sum"`` (L1 distance, Eq. 2) or ``"mean"`` (per dimension).
@@ -94,14 +125,19 @@ class InverseUMAPLoss(GuidedLoss):
 
     def __init__(self, guide: Guide | str, alpha: float = 0.4, kappa: float = 0.2,
                  triplet: EmbeddingLoss | None = None, *, classes: Sequence[str] | None = None,
-                 max_fit_samples: int = 2000, n_neighbors: int = 15, seed: int = 0, l1: str = "sum",
-                 reducer_factory: Callable[..., Any] | None = None) -> None:
+                 max_fit_samples: int = 1000, n_neighbors: int = 15, seed: int = 0, l1: str = "sum",
+                 reducer_factory: Callable[..., Any] | None = None, umap_epochs: int | None = 200,
+                 refresh_every: int = 1) -> None:
         super().__init__(triplet=triplet, alpha=alpha)
         kappa = float(kappa)
         if not 0.0 <= kappa < 1.0:
             raise ValueError(f"kappa must be in [0, 1) (weight of the previous epoch's targets), got {kappa}")
         if l1 not in ("sum", "mean"):
             raise ValueError(f"l1 must be 'sum' (L1 distance, the paper) or 'mean' (per dimension), got {l1!r}")
+        if int(refresh_every) < 1:
+            raise ValueError(f"refresh_every must be >= 1 (refit the targets every N epochs), got {refresh_every}")
+        if umap_epochs is not None and int(umap_epochs) < 1:
+            raise ValueError(f"umap_epochs must be >= 1 or None (UMAP's default), got {umap_epochs}")
         if int(max_fit_samples) < 3:
             raise ValueError(f"max_fit_samples must be >= 3, got {max_fit_samples}")
         self.embedding_guide = resolve_guide(guide, classes, seed=seed)
@@ -110,6 +146,8 @@ class InverseUMAPLoss(GuidedLoss):
         self.n_neighbors = int(n_neighbors)
         self.seed = int(seed)
         self.l1 = l1
+        self.refresh_every = int(refresh_every)
+        self.umap_epochs = int(umap_epochs) if umap_epochs is not None else None
         self.reducer_factory = reducer_factory or default_reducer
         # Empty until the first fit (the embedding size is learnt then); resized on load_state_dict.
         self.register_buffer("targets", torch.zeros(0, 0))
@@ -148,8 +186,9 @@ class InverseUMAPLoss(GuidedLoss):
         # doubling the CPU time of every following training step): put torch's setting back after.
         torch_threads = torch.get_num_threads()
         try:
+            kwargs = {"n_epochs": self.umap_epochs} if self.reducer_factory is default_reducer else {}
             reducer = self.reducer_factory(n_neighbors=max(2, min(self.n_neighbors, len(xs) - 1)),
-                                           random_state=self.seed)
+                                           random_state=self.seed, **kwargs)
             with warnings.catch_warnings():
                 # TML separates the classes, so the kNN graph is disconnected by design and the spectral
                 # initialisation would warn every epoch; UMAP handles it (component-wise layout).
@@ -171,7 +210,8 @@ class InverseUMAPLoss(GuidedLoss):
 
         new_t = torch.as_tensor(new, device=self.targets.device)
         if bool(self.has_targets) and self.targets.shape == new_t.shape:
-            self.targets = self.kappa * self.targets + (1.0 - self.kappa) * new_t
+            kappa = self.kappa ** self.refresh_every  # k epochs' worth of Eq. 1 smoothing
+            self.targets = kappa * self.targets + (1.0 - kappa) * new_t
         else:
             self.targets = new_t.clone()
         self.has_targets.fill_(True)
@@ -212,11 +252,13 @@ class InverseUMAPLoss(GuidedLoss):
 
     def extra_repr(self) -> str:
         return (f"guide={self.embedding_guide.name!r}, alpha={self.alpha}, kappa={self.kappa}, "
-                f"max_fit_samples={self.max_fit_samples}, n_neighbors={self.n_neighbors}, l1={self.l1!r}")
+                f"max_fit_samples={self.max_fit_samples}, n_neighbors={self.n_neighbors}, l1={self.l1!r}, "
+                f"umap_epochs={self.umap_epochs}, refresh_every={self.refresh_every}")
 
 
 class InverseUMAPTargets(Callback):
-    """Trainer callback: refresh the inverse-UMAP targets at the end of every epoch.
+    """Trainer callback: refresh the inverse-UMAP targets at the end of every ``refresh_every``-th
+    epoch (the loss's setting; epoch 1 always).
 
     Uses the augmentation-free training embeddings the validation step computed
     (``trainer.train_embeddings()``) and adds ``guide_umap_fit_seconds``,
@@ -240,6 +282,10 @@ class InverseUMAPTargets(Callback):
         return loss
 
     def on_epoch_end(self, trainer, epoch: int, metrics: dict[str, float]) -> None:
+        loss = self._loss(trainer)
+        # Epoch 1 always (the targets start empty); then every refresh_every epochs.
+        if bool(loss.has_targets) and (epoch - 1) % loss.refresh_every:
+            return
         embeddings, labels = trainer.train_embeddings()
-        info = self._loss(trainer).update_targets(embeddings, labels)
+        info = loss.update_targets(embeddings, labels)
         trainer.epoch_metrics.update({f"guide_{k}": float(v) for k, v in info.items()})

@@ -117,8 +117,12 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_promote(args) -> int:
-    from zoo.tracking.registry import promote, previous_alias
+    from zoo.tracking.registry import _client, _holder, previous_alias, promote
 
+    holder = _holder(_client(), args.name, args.alias)
+    if holder is not None and str(holder.version) == str(args.version):
+        print(f"{args.name} v{args.version} is already @{args.alias}, nothing changed")
+        return 0
     mv = promote(args.name, args.version, alias=args.alias, tolerance=args.tolerance, force=args.force,
                  who=args.who, why=args.reason)
     old = mv.tags.get("replaced_version", "none")
@@ -139,13 +143,27 @@ def _cmd_rollback(args) -> int:
 def _cmd_evaluate(args) -> int:
     import json
 
+    import mlflow
+
     from zoo.tracking.evaluation import evaluate_model
 
     metrics = evaluate_model(args.model, args.dataset, fold=args.fold, class_map=args.class_map,
                              limit=args.limit, device=args.device)
-    keys = ("n_images", "macro_f1", "balanced_accuracy", "mcs", "mcs_norm", "tolerant_macro_f1")
+    run = mlflow.get_run(metrics["run_id"])
+    limit = f" (stratified sample, --limit {args.limit})" if args.limit else ""
+    print(f"run:       {run.info.run_name} ({run.info.run_id})")
+    print(f"fold:      {run.data.tags.get('eval_fold', args.fold)} of {args.dataset}; "
+          f"test rows: {metrics.get('n_images')}{limit}")
+    print(f"artifacts: {run.info.artifact_uri} (metrics.json, predictions.csv, plots/)")
+    keys = ("n_images", *METRIC_DIRECTIONS)
+    print("better:    " + ", ".join(f"{arrow} {k}" for k, arrow in METRIC_DIRECTIONS.items())
+          + "  (MCS: mean misclassification severity, a cost)")
     print(json.dumps({k: metrics[k] for k in keys if k in metrics}, indent=2))
     return 0
+
+
+# ↑ higher is better, ↓ lower is better.
+METRIC_DIRECTIONS = {"macro_f1": "↑", "balanced_accuracy": "↑", "mcs": "↓", "mcs_norm": "↓", "tolerant_macro_f1": "↑"}
 
 
 def _collect_images(items: list[str]) -> list[str]:

@@ -9,7 +9,8 @@ m["macro_f1"], m["mcs"]
 
 **Which images.** ``fold="test"``: the test fold of CV iteration 0 (what training reports as
 ``test_*`` for fold 0); ``fold=k``: the test fold of iteration k; ``fold="all"``: every image (the
-usual choice for an external dataset). ``limit`` keeps a seeded random subset of that many.
+usual choice for an external dataset). ``limit`` keeps a seeded stratified subset of that many
+(every class keeps its share; version tags then go under ``eval.<dataset>.<fold>-n<limit>.*``).
 
 **Class maps** (external validation, when the dataset's classes differ from the model's). A YAML
 file (or dict) in one of two forms:
@@ -127,8 +128,10 @@ def _select(ds, fold: int | str, limit: int | None, seed: int = 0) -> pd.DataFra
         limit = int(limit)
         if limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        if len(df) > limit:
-            df = df.sample(n=limit, random_state=seed).sort_index()
+        if len(df) > limit:  # stratified: every class keeps its share (a random sample could drop one)
+            from zoo.data.datasets import stratified_subsample
+
+            df = stratified_subsample(df, limit, seed=seed).sort_index()  # by (label, fold)
     if len(df) == 0:
         raise ValueError(f"no images to evaluate in {ds.name} (fold={fold})")
     return df
@@ -157,12 +160,34 @@ def _order(classes: list[str]) -> list[str]:
         return classes
 
 
-def _severity(classes: list[str]):
-    """The severity matrix training uses for these classes (expert values; lineage-based values
-    for classes outside the papers' 15), or None when the ontology does not know a class."""
-    try:
-        from zoo.families.runner import severity_for
+def severity_for(classes: list[str]) -> pd.DataFrame:
+    """The severity matrix for ``classes``. Classes outside the 15 of the guide papers (e.g. PBC's
+    platelet or unstaged erythroblast) have no expert value; they get the matrix's typical values
+    by lineage — 2 within a lineage, 4 across (the rule the expert matrix follows) — so MCS stays
+    defined. Training tags the run ``mcs_severity=extended`` when that happens."""
+    from zoo.knowledge import load_matrix, load_ontology
 
+    ont = load_ontology()
+    full = load_matrix("severity")
+    known = [c for c in classes if c in full.index]
+    if len(known) == len(classes):
+        return load_matrix("severity", classes=classes)
+    sev = pd.DataFrame(4, index=classes, columns=classes, dtype=int)
+    for t in classes:
+        for p in classes:
+            if t == p:
+                sev.loc[t, p] = 0
+            elif t in full.index and p in full.index:
+                sev.loc[t, p] = int(full.loc[t, p])
+            elif ont.lineage(t) == ont.lineage(p):
+                sev.loc[t, p] = 2
+    return sev
+
+
+def _severity(classes: list[str]):
+    """The severity matrix training uses for these classes, or None when the ontology does not
+    know a class."""
+    try:
         return severity_for(classes)
     except Exception:  # unknown classes: MCS is undefined, the other metrics still are
         return None
@@ -231,7 +256,12 @@ def evaluate_model(
             fold = int(fold)
         except (TypeError, ValueError):
             raise ValueError(f"fold must be 'test', 'all' or a fold number, got {fold!r}") from None
-    cmap = ClassMap.load(class_map)
+    from zoo.evaluate.external import ExternalMap, external_agreement, plot_agreement
+
+    # A map naming abstentions (004, Fig. 4: artefact / not identifiable / null = no call) takes
+    # the external-validation path of zoo.evaluate.external; any other map keeps ClassMap's meaning.
+    emap = ExternalMap.load(class_map) if ExternalMap.wants(class_map) else None
+    cmap = None if emap else ClassMap.load(class_map)
     store.configure()
     ds = dataset if hasattr(dataset, "manifest") else PreparedDataset.load(dataset)
     df = _select(ds, fold, limit, seed)
@@ -243,11 +273,15 @@ def evaluate_model(
         raise ValueError(f"cannot open model {model_uri}: {str(exc).splitlines()[0]}") from None
     model_classes = [str(c) for c in meta.get("classes", [])]
     if not model_classes:
-        raise ValueError(f"{model_uri} is not a zoo pipeline model (no class list in its metadata)")
+        raise ValueError(f"{model_uri} has no class list in its metadata: evaluate compares class labels, so it "
+                         "takes zoo models of a kind with classes (or it is not a zoo model)")
     dataset_classes = sorted(set(df["label"].astype(str)))
     y_true_raw = df["label"].astype(str).to_numpy(dtype=object)
     # Check the class map against the dataset before spending time on loading and predicting.
-    _apply_map(y_true_raw, np.full(len(df), model_classes[0], dtype=object), model_classes, dataset_classes, cmap)
+    if emap:
+        emap.check(model_classes, dataset_classes)
+    else:
+        _apply_map(y_true_raw, np.full(len(df), model_classes[0], dtype=object), model_classes, dataset_classes, cmap)
     if embedding_map not in ("auto", "umap", "pca", "none"):
         raise ValueError(f"embedding_map must be auto, umap, pca or none, got {embedding_map!r}")
 
@@ -255,8 +289,14 @@ def evaluate_model(
 
     paths = [str(p) for p in ds.image_paths(df)]
     preds, emb = _predict(model, paths)
-    keep, y_true, y_pred, classes = _apply_map(y_true_raw, preds["label"].astype(str).to_numpy(dtype=object),
-                                               model_classes, dataset_classes, cmap)
+    ext = None
+    if emap:
+        ext = external_agreement(y_true_raw, preds["label"].astype(str).tolist(), model_classes, emap)
+        keep, y_true, y_pred = ext.scored, y_true_raw, ext.y_pred_mapped
+        classes = _order(sorted({str(v) for v in y_true[keep]} | {str(v) for v in y_pred[keep]}))
+    else:
+        keep, y_true, y_pred, classes = _apply_map(y_true_raw, preds["label"].astype(str).to_numpy(dtype=object),
+                                                   model_classes, dataset_classes, cmap)
     from zoo.knowledge import load_ontology
 
     ontology = load_ontology()
@@ -264,23 +304,42 @@ def evaluate_model(
                                      ontology=_tolerance_ontology(ontology, classes))
     metrics["n_images"] = int(keep.sum())
     metrics["n_dropped"] = int((~keep).sum())
+    trust_figures = _trust_report(model, preds, metrics, y_true_raw, y_true, keep, cmap, emap, ext,
+                                  f"{model_uri} on {ds.name}")
+    if ext is not None:
+        metrics.update(ext.counts)  # coverage, n_abstained, n_ignored, abstained_<class>
 
     if not log_to_mlflow:
+        import matplotlib.pyplot as plt
+
+        for fig in trust_figures.values():
+            plt.close(fig)
         return metrics
     family = meta.get("zoo_family") or version.get("model_family") or "unknown"
     label = (f"{version['model_name']}-v{version['model_version']}" if version else family)
     fold_txt = "all" if fold == "all" else f"test{0 if fold == 'test' else fold}"
     tags = {"model_uri": model_uri, "family": family, "evaluated_family": family, **version,
-            "class_map": cmap.source if cmap else "none", "eval_fold": fold_txt}
-    with start_run("evaluate", dataset=ds, fold=fold, run_name=run_name("eval", label, dataset=ds.name, fold=fold_txt),
+            "class_map": (cmap or emap).source if (cmap or emap) else "none", "eval_fold": fold_txt}
+    with start_run("evaluate", dataset=ds, fold=fold, run_name=run_name("eval", label, _map_name(cmap or emap),
+                                                                          dataset=ds.name, fold=fold_txt),
                    tags=tags, log_dataset=False,
                    params={"model": model_uri, "dataset": ds.name, "fold": fold, "limit": limit,
-                           "class_map": cmap.source if cmap else "none", "device": device}) as run:
+                           "class_map": (cmap or emap).source if (cmap or emap) else "none", "device": device}) as run:
         run.log_dataset(ds, context="evaluation", frame=df)
         run.log_metrics(metrics)
         run.log_metrics_json(metrics)
+        for name, fig in trust_figures.items():
+            run.log_figure(fig, name)
         if cmap:
             run.log_dict({"direction": cmap.direction, "map": cmap.mapping}, "class_map.yaml")
+        if ext is not None:
+            run.log_dict({"direction": "model_to_dataset", "map": emap.mapping, "abstain": list(emap.abstain),
+                          "ignore": list(emap.ignore)}, "class_map.yaml")
+            _log_table(run, ext.agreement.reset_index(), "agreement.csv")
+            run.log_figure(plot_agreement(ext.agreement, emap.abstain, title=f"{label} on {ds.name}: coverage "
+                                          f"{ext.counts['coverage']:.0%} ({ext.counts['n_scored']} of "
+                                          f"{ext.counts['n_total'] - ext.counts['n_ignored']})"),
+                           "plots/agreement.png")
         table = pd.DataFrame({"image": df["image"].to_numpy(), "true": y_true_raw, "true_mapped": y_true,
                               "predicted": y_pred, "kept": keep})
         _log_table(run, pd.concat([table, preds.drop(columns=["label"])], axis=1), "predictions.csv")
@@ -292,9 +351,39 @@ def evaluate_model(
                                               title=f"{label} embeddings, {ds.name} ({fold_txt})"),
                            "plots/embedding_map.png")
         metrics["run_id"] = run.run_id
-    if version and limit is None:
-        _tag_version(version, ds, metrics, fold_txt)
+    if version:  # a limited evaluation is tagged too, under its own key (…test0-n200) so it never
+        # passes for the full fold
+        _tag_version(version, ds, metrics, fold_txt if limit is None else f"{fold_txt}-n{limit}")
     return metrics
+
+
+def _trust_report(model, preds: pd.DataFrame, metrics: dict, y_true_raw, y_true, keep, cmap, emap, ext,
+                  title: str) -> dict:
+    """Adds the trust layer's metrics (zoo.evaluate.trust) to ``metrics`` when the model carries
+    one: in the model's classes the full set (coverage and set size at 90/95 % overall and per
+    class, macro-F and MCS of both decision rules, share referred); on a dataset with other classes
+    coverage and set size of the translated sets. Returns the figures to log."""
+    from zoo.evaluate.trust import mapped_set_metrics, trust_metrics
+
+    try:
+        trust = model.unwrap_python_model().model.trust
+    except AttributeError:  # not a zoo pyfunc
+        trust = None
+    if trust is None:
+        return {}
+    probs = preds[[f"p_{c}" for c in trust.classes]].to_numpy(dtype=float)
+    if emap is None and (cmap is None or cmap.direction == "dataset_to_model"):
+        own = preds["label"].astype(str).to_numpy() if trust.settings["decision"] == "argmax" else None
+        found, figures = trust_metrics(probs[keep], y_true[keep], trust, default_pred=None if own is None else own[keep],
+                                       title=title)
+        metrics.update(found)
+        return figures
+    if emap is not None:
+        rows, translate = ~ext.ignored, emap.translate
+    else:
+        rows, translate = keep, (lambda c: cmap.mapping.get(c, c))
+    metrics.update(mapped_set_metrics(probs[rows], y_true_raw[rows], trust, translate))
+    return {}
 
 
 def _tolerance_ontology(ontology, classes: list[str]):
@@ -305,6 +394,12 @@ def _tolerance_ontology(ontology, classes: list[str]):
         return ontology
     except Exception:
         return None
+
+
+def _map_name(cmap) -> str | None:
+    """The class map's file stem for run names (``pbc_to_zheng``), None without a map."""
+    source = getattr(cmap, "source", None) if cmap else None
+    return Path(str(source)).stem if source and source != "none" else None
 
 
 def _log_table(run, table: pd.DataFrame, name: str) -> None:

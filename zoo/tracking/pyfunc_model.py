@@ -1,79 +1,78 @@
-"""The pyfunc of every zoo pipeline, as an MLflow *models-from-code* file.
+"""The pyfunc of every zoo model, as an MLflow *models-from-code* file.
 
-``zoo.tracking.packaging.log_pipeline`` logs this file as ``python_model`` with the pipeline folder
-as artifact ``pipeline`` and ``model_config={"device": "auto", "predict_batch_size": 64}``; MLflow copies it
-next to the model and runs it at load time, so the model holds code (this file) + data (the
-folder), never a pickled Python object. It needs ``marrow-zoo`` installed where it is loaded.
+``zoo.tracking.packaging.log_zoo_model`` logs this file as ``python_model`` with the model folder
+as artifact ``zoo_model`` and ``model_config={"device": "auto", "predict_batch_size": 64}``; MLflow
+copies it next to the model and runs it at load time, so the model holds code (this file, from the
+installed ``zoo`` package) + data (the folder), never a pickled Python object. The folder is read
+by :func:`zoo.models.load_zoo_model`, which resolves the model kind by registry name only.
 
-Input (ARCHITECTURE.md): a DataFrame with column ``image`` holding file paths or base64-encoded
-PNG/JPEG bytes (what ``mlflow models serve`` receives as JSON), or an ndarray batch (N, H, W, 3)
-uint8. Output: ``label``, ``confidence``, ``p_<class>`` per class, family extras; ``embedding``
-with ``params={"return_embedding": True}``. A bad row fails with an error naming the row.
+Input (README): a DataFrame with column ``image`` holding file paths or base64-encoded PNG/JPEG
+bytes (what ``mlflow models serve`` receives as JSON), or an ndarray batch (N, H, W, 3) uint8.
+Output: the model's declared columns (``output_schema``); predict ``params`` (e.g.
+``return_embedding``) are passed through. A bad row fails with an error naming the row.
 """
 
 from __future__ import annotations
 
 import mlflow
-import numpy as np
 import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 from mlflow.pyfunc import PythonModel
 
-IMAGE_COLUMN = "image"
+from zoo.models.zoo_model import IMAGE_COLUMN, ModelInputError, to_images  # noqa: F401  (public here)
 
 
-class ModelInputError(ValueError):
-    """Input that is not a batch of images (wrong type, missing ``image`` column, bad array)."""
+class InvalidModelInput(MlflowException, ValueError):
+    """A bad input row, as MLflow's scoring server reports it (HTTP 400 with this message) and
+    still a ``ValueError`` for Python callers."""
+
+    def __init__(self, message: str):
+        super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
 
-def to_images(model_input):
-    """The batch of images in ``model_input``: a list of per-row values (paths, base64 strings,
-    bytes, arrays) or a checked (N, H, W, 3) uint8 array."""
-    from zoo.tracking.pipeline import Pipeline
-
-    if isinstance(model_input, pd.DataFrame):
-        if IMAGE_COLUMN not in model_input.columns:
-            raise ModelInputError(
-                f"model input has no {IMAGE_COLUMN!r} column (columns: {list(model_input.columns)}); "
-                f"send a DataFrame with column {IMAGE_COLUMN!r} holding file paths or base64 PNG/JPEG, "
-                "or an (N, H, W, 3) uint8 array")
-        return model_input[IMAGE_COLUMN].tolist()
-    if isinstance(model_input, pd.Series):
-        return model_input.tolist()
-    if isinstance(model_input, dict):
-        if IMAGE_COLUMN not in model_input:
-            raise ModelInputError(f"model input has no {IMAGE_COLUMN!r} key (keys: {list(model_input)})")
-        return to_images(pd.DataFrame({IMAGE_COLUMN: list(model_input[IMAGE_COLUMN])}))
-    if isinstance(model_input, np.ndarray):
-        try:
-            return Pipeline.check_batch(model_input)
-        except ValueError as exc:
-            raise ModelInputError(str(exc)) from None
-    if isinstance(model_input, list):
-        return model_input
-    raise ModelInputError(
-        f"model input must be a DataFrame with an {IMAGE_COLUMN!r} column or an (N, H, W, 3) uint8 "
-        f"array, got {type(model_input).__name__}")
-
-
-class ZooPipelineModel(PythonModel):
-    """Loads a :class:`zoo.tracking.pipeline.Pipeline` on the device of ``model_config``."""
+class ZooPyfuncModel(PythonModel):
+    """Loads a :class:`zoo.models.ZooModel` on the device of ``model_config``."""
 
     def load_context(self, context):
-        from zoo.tracking.pipeline import Pipeline
+        from zoo.models import load_zoo_model
 
         config = dict(context.model_config or {})
         self.batch_size = int(config.get("predict_batch_size", 64))
-        self.pipeline = Pipeline.load(context.artifacts["pipeline"], device=str(config.get("device", "auto")))
+        folder = context.artifacts.get("zoo_model") or context.artifacts.get("pipeline")
+        self.model = load_zoo_model(folder, device=str(config.get("device", "auto")))
+        if self.model.trust is not None:  # coverage / decision / max_set_size chosen at load
+            self.model.trust.settings = self.model.trust.with_settings(config)
+        self.param_names = {name for name, _, _ in self.model.params_with_trust()}
+        import inspect
 
-    # No type hints on purpose (MLflow warns about it): hints switch on MLflow's type-hint
-    # validation, which takes either a DataFrame or an ndarray, and the contract takes both.
-    def predict(self, context, model_input, params=None):
-        params = params or {}
-        return self.pipeline.predict(
-            to_images(model_input),
-            return_embedding=bool(params.get("return_embedding", False)),
-            batch_size=self.batch_size,
-        )
+        takes = inspect.signature(self.model.predict).parameters
+        self.extra = {"batch_size": self.batch_size} if "batch_size" in takes else {}
+        from zoo.tracking.provenance import announce
+
+        announce(self.model)  # one line naming the training dataset (stderr)
+
+    # The input hint is pd.DataFrame although an (N, H, W, 3) ndarray is taken too: MLflow treats
+    # exactly pd.DataFrame / pd.Series / np.ndarray hints as "no validation, no signature inference"
+    # (the zoo logs its own signature), while no hint makes MLflow warn on every load (with raw ANSI
+    # codes) and a Union hint switches on validation that refuses one of the two inputs. A warnings
+    # filter cannot silence it: MLflow resets the filters around that check.
+    def predict(self, context, model_input: pd.DataFrame, params=None):
+        from zoo.tracking.provenance import warn_about_input
+
+        params = dict(params or {})
+        try:
+            unknown = sorted(set(params) - self.param_names)
+            if unknown:
+                raise ModelInputError(f"unknown predict param(s) {unknown}; this model takes "
+                                      f"{sorted(self.param_names)}")
+            images = to_images(model_input)
+            warn_about_input(self.model, images)
+            return self.model.predict_with_trust(images, **self.extra, **params)
+        except ValueError as exc:
+            # MLflow's scoring server puts an MlflowException's message (not a ValueError's)
+            # into the HTTP 400 body's `message`; this is the message naming the bad row.
+            raise InvalidModelInput(str(exc)) from exc
 
 
-mlflow.models.set_model(ZooPipelineModel())
+mlflow.models.set_model(ZooPyfuncModel())

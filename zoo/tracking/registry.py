@@ -4,11 +4,14 @@ Aliases (never the deprecated stages): ``candidate`` (set on every registration)
 ``production`` and ``previous`` (the last holder of ``production``; for ``staging`` it is
 ``previous_staging``, so rolling back one alias never resurrects the other's old holder).
 
-A promotion is a comparison of like with like: the candidate's test metrics (version tags
-``test_macro_f1``, ``test_mcs``) must come from the same dataset digest as the current holder's
-and be no worse — macro-F may be lower by at most ``tolerance``, MCS higher by at most
-``tolerance`` — unless ``force``. Everything is validated before the first write, so a refused or
-malformed request leaves the registry exactly as it was.
+A promotion is a comparison of like with like: the candidate and the current holder must have
+been tested on the same rows (version tag ``test_rows_digest``, a digest of the exact test rows;
+with ``dataset_digest``, ``fold``, ``limit``, ``n_test`` for the record) and with the same primary
+metric; the candidate's ``test_<primary_metric>`` must be no worse in the family's ``direction``
+(by at most ``tolerance``) and, for families with classes, its ``test_mcs`` no higher than the
+holder's (by at most ``tolerance``) — unless ``force`` (recorded). To compare across folds or
+families, ``evaluate`` both on one dataset. Everything is validated before the first write, so a
+refused or malformed request leaves the registry exactly as it was.
 """
 
 from __future__ import annotations
@@ -27,10 +30,14 @@ CANDIDATE = "candidate"
 PREVIOUS = "previous"
 PROMOTION_ALIASES = ("staging", "production")
 ALIASES = (CANDIDATE, "staging", "production", PREVIOUS)
-# Version tags of ARCHITECTURE.md; guide/curve/method only when the family has them.
-REQUIRED_VERSION_TAGS = ("family", "dataset", "dataset_digest", "git_commit", "test_macro_f1", "test_mcs")
-OPTIONAL_VERSION_TAGS = ("guide", "curve", "method")
-METRIC_TAGS = ("test_macro_f1", "test_mcs")
+# Version tags (docs/families.md); guide/curve/method only when the family has them. The metric
+# tags are test_<primary_metric> and, when the family has classes, test_mcs.
+REQUIRED_VERSION_TAGS = ("family", "kind", "dataset", "dataset_digest", "git_commit", "fold", "limit", "n_test",
+                         "test_rows_digest", "primary_metric")
+OPTIONAL_VERSION_TAGS = ("guide", "curve", "method", "direction", "has_classes", "arch", "estimate", "cv_parent")
+MCS = "test_mcs"
+DIRECTIONS = ("maximize", "minimize")
+_LABELS = {"macro_f1": "macro-F", "test_macro_f1": "macro-F", "test_mcs": "MCS"}
 _EPS = 1e-9  # metrics travel as decimal text: 0.7 vs 0.8 - 0.1 must count as equal
 _FAMILY_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
@@ -56,6 +63,13 @@ def _client():
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _metric_keys(tags: Mapping[str, str]) -> list[str]:
+    """The gate's metric tags: test_<primary_metric> (+ test_mcs when the family has classes)."""
+    primary = f"test_{tags.get('primary_metric') or 'macro_f1'}"
+    has_classes = str(tags.get("has_classes", "true")).lower() == "true"
+    return [primary] + ([MCS] if has_classes and primary != MCS else [])
 
 
 def _as_float(name: str, value: Any, where: str) -> float:
@@ -97,23 +111,28 @@ def register(run_id: str, family: str, model_uri: str, tags: Mapping[str, Any] |
     for key in (*REQUIRED_VERSION_TAGS, *OPTIONAL_VERSION_TAGS):
         if key in run.data.tags:
             merged[key] = run.data.tags[key]
-    for key in METRIC_TAGS:
-        if key in run.data.metrics:
-            merged[key] = repr(float(run.data.metrics[key]))
     merged["family"] = family
     for key, value in (tags or {}).items():
         if value is not None:
             merged[str(key)] = str(value)
     merged.setdefault("run_id", run_id)
+    merged.setdefault("direction", "maximize")
+    merged.setdefault("has_classes", "true")
+    metric_keys = _metric_keys(merged)
+    for key in metric_keys:
+        if key not in merged and key in run.data.metrics:
+            merged[key] = repr(float(run.data.metrics[key]))
 
-    missing = [k for k in REQUIRED_VERSION_TAGS if not merged.get(k)]
+    missing = [k for k in (*REQUIRED_VERSION_TAGS, *metric_keys) if not merged.get(k)]
     if missing:
         raise ValueError(
-            f"cannot register run {run_id}: missing version tag(s) {missing}. Log them on the run "
-            "(tags dataset/dataset_digest/git_commit via zoo.tracking.runs.start_run, metrics "
-            "test_macro_f1/test_mcs via run.log_metrics(test_metrics, prefix='test_')) or pass "
-            "them in tags=")
-    for key in METRIC_TAGS:
+            f"cannot register run {run_id}: missing version tag(s) {missing}. Train through "
+            "zoo.families (the runner tags fold/limit/n_test/test_rows_digest/kind/primary_metric), or log "
+            "them on the run (dataset/dataset_digest/git_commit via zoo.tracking.runs.start_run, test metrics "
+            "via run.log_metrics) or pass them in tags=")
+    if merged["direction"] not in DIRECTIONS:
+        raise ValueError(f"tag direction must be one of {DIRECTIONS}, got {merged['direction']!r}")
+    for key in metric_keys:
         merged[key] = repr(_as_float(key, merged[key], f"run {run_id}"))
     if merged["family"] != family:
         raise ValueError(f"tag family={merged['family']!r} contradicts family={family!r}")
@@ -172,21 +191,57 @@ def _holder(client, name: str, alias: str):
         return None
 
 
-def _gate_values(mv, name: str) -> tuple[float, float, str | None]:
+def _gate_values(mv, name: str) -> dict[str, Any]:
     where = f"{name} version {mv.version}"
-    missing = [k for k in METRIC_TAGS if k not in mv.tags]
+    t = mv.tags
+    keys = _metric_keys(t)
+    missing = [k for k in (*keys, "test_rows_digest") if k not in t]
     if missing:
-        raise PromotionRefused(f"{where} has no {missing} tag(s): it cannot be compared; "
-                               "use force=True to promote it anyway")
-    return (_as_float("test_macro_f1", mv.tags["test_macro_f1"], where),
-            _as_float("test_mcs", mv.tags["test_mcs"], where),
-            mv.tags.get("dataset_digest"))
+        raise PromotionRefused(f"{where} has no {missing} tag(s) (registered before the gates knew them?): it "
+                               "cannot be compared; evaluate both on one dataset, or use force=True")
+    return {"metrics": {k: _as_float(k, t[k], where) for k in keys}, "primary": keys[0],
+            "direction": t.get("direction", "maximize"), "digest": t.get("dataset_digest"),
+            "rows": t.get("test_rows_digest"), "fold": t.get("fold", "?"), "limit": t.get("limit", "?"),
+            "n_test": t.get("n_test", "?")}
+
+
+def check_gates(cand: Mapping[str, Any], held: Mapping[str, Any], cand_name: str, held_name: str,
+                tolerance: float = 0.0) -> None:
+    """Raise :class:`PromotionRefused` unless ``cand`` (see :func:`_gate_values`) is comparable to
+    and not worse than ``held``."""
+    if cand["primary"] != held["primary"] or cand["direction"] != held["direction"]:
+        raise PromotionRefused(f"{cand_name} is scored by {cand['primary']} ({cand['direction']}) but {held_name} by "
+                               f"{held['primary']} ({held['direction']}): not comparable; use force=True")
+    if not cand["digest"] or cand["digest"] != held["digest"]:
+        raise PromotionRefused(
+            f"{cand_name} was evaluated on dataset digest {cand['digest'] or 'unknown'} but {held_name} on "
+            f"{held['digest'] or 'unknown'}: metrics are not comparable. Evaluate both on the same "
+            "dataset, or use force=True")
+    if cand["rows"] in (None, "", "none") or cand["rows"] != held["rows"]:
+        raise PromotionRefused(
+            f"{cand_name} was tested on other rows than {held_name}: test_rows_digest {cand['rows']} (fold "
+            f"{cand['fold']}, limit {cand['limit']}, {cand['n_test']} rows) vs {held['rows']} (fold {held['fold']}, "
+            f"limit {held['limit']}, {held['n_test']} rows). Compare like with like: `zoo evaluate` both on one "
+            "dataset, or use force=True")
+    key = cand["primary"]
+    c, h = cand["metrics"][key], held["metrics"][key]
+    label = _LABELS.get(key, key)
+    if cand["direction"] == "maximize" and c < h - tolerance - _EPS:
+        raise PromotionRefused(f"{cand_name} has test {label} {c:.4f} < {h:.4f} of {held_name} (tolerance {tolerance})")
+    if cand["direction"] == "minimize" and c > h + tolerance + _EPS:
+        raise PromotionRefused(f"{cand_name} has test {label} {c:.4f} > {h:.4f} of {held_name} (tolerance "
+                               f"{tolerance}; lower is better)")
+    if MCS in cand["metrics"] and MCS in held["metrics"] and MCS != key:
+        c, h = cand["metrics"][MCS], held["metrics"][MCS]
+        if c > h + tolerance + _EPS:
+            raise PromotionRefused(f"{cand_name} has test MCS {c:.4f} > {h:.4f} of {held_name} (tolerance "
+                                   f"{tolerance}; lower MCS is better)")
 
 
 def promote(model_name: str, version: int | str, alias: str = "production", tolerance: float = 0.0,
             force: bool = False, who: str | None = None, why: str = ""):
     """Point ``alias`` (``staging`` or ``production``) at ``version`` if it is not worse than the
-    current holder on the same dataset digest; the old holder moves to ``previous`` (see
+    current holder on the same test rows (:func:`check_gates`); the old holder moves to ``previous`` (see
     :func:`previous_alias`). Records ``promoted_by``, ``promoted_at``, ``promotion_reason``,
     ``promoted_from_alias``, ``promoted_to_alias`` (and ``promotion_forced``) on the version.
 
@@ -206,21 +261,8 @@ def promote(model_name: str, version: int | str, alias: str = "production", tole
         return mv  # already there: nothing to do, nothing rewritten
 
     if holder is not None and not force:
-        f1, mcs, digest = _gate_values(mv, model_name)
-        h_f1, h_mcs, h_digest = _gate_values(holder, model_name)
-        cand, held = f"{model_name} v{mv.version}", f"v{holder.version} (@{alias})"
-        if not digest or digest != h_digest:
-            raise PromotionRefused(
-                f"{cand} was evaluated on dataset digest {digest or 'unknown'} but {held} on "
-                f"{h_digest or 'unknown'}: metrics are not comparable. Evaluate both on the same "
-                "dataset, or use force=True")
-        if f1 < h_f1 - tolerance - _EPS:
-            raise PromotionRefused(
-                f"{cand} has test macro-F {f1:.4f} < {h_f1:.4f} of {held} (tolerance {tolerance})")
-        if mcs > h_mcs + tolerance + _EPS:
-            raise PromotionRefused(
-                f"{cand} has test MCS {mcs:.4f} > {h_mcs:.4f} of {held} (tolerance {tolerance}; "
-                "lower MCS is better)")
+        check_gates(_gate_values(mv, model_name), _gate_values(holder, model_name), f"{model_name} v{mv.version}",
+                    f"v{holder.version} (@{alias})", tolerance)
 
     # All checks passed: write.
     rm = client.get_registered_model(model_name)
@@ -257,10 +299,11 @@ def rollback(model_name: str, alias: str = "production", who: str | None = None,
     prev_alias = previous_alias(alias)
     current = _holder(client, model_name, alias)
     previous = _holder(client, model_name, prev_alias)
-    if previous is None:
-        raise ValueError(f"{model_name} has no @{prev_alias} version to roll back to")
-    if current is None:
-        raise ValueError(f"{model_name} has no @{alias} version to roll back")
+    if current is None or previous is None:  # say exactly which alias is missing, and what fixes it
+        missing = " and ".join(f"@{a}" for a, mv in ((alias, current), (prev_alias, previous)) if mv is None)
+        raise ValueError(f"{model_name} has no {missing} version, so there is nothing to roll back "
+                         f"(rollback gives @{alias} back to the @{prev_alias} version, which a second "
+                         f"`zoo models promote` sets); see `zoo models list {model_name}`")
     if str(current.version) == str(previous.version):
         raise ValueError(f"{model_name} @{alias} and @{prev_alias} are both version {current.version}")
 
@@ -280,8 +323,8 @@ def rollback(model_name: str, alias: str = "production", who: str | None = None,
 # list
 # --------------------------------------------------------------------------------------------
 LIST_COLUMNS = ["name", "version", "aliases", "family", "dataset", "dataset_digest", "test_macro_f1",
-                "test_mcs", "guide", "curve", "method", "git_commit", "promoted_by", "promoted_at",
-                "run_id", "created"]
+                "test_mcs", "guide", "curve", "method", "git_commit", "promoted_by", "fold", "limit",
+                "test_rows_digest", "primary_metric", "kind", "promoted_at", "run_id", "created"]
 
 
 def list_models(name: str | None = None) -> pd.DataFrame:
@@ -308,12 +351,12 @@ def list_models(name: str | None = None) -> pd.DataFrame:
             rows.append({
                 "name": rm.name, "version": int(mv.version),
                 "aliases": ",".join(sorted(by_version.get(str(mv.version), []))),
-                **{k: t.get(k, "") for k in LIST_COLUMNS[3:14]},
+                **{k: t.get(k, "") for k in LIST_COLUMNS[3:19]},
                 "run_id": mv.run_id or t.get("run_id", ""),
                 "created": datetime.fromtimestamp(mv.creation_timestamp / 1000, timezone.utc)
                 .isoformat(timespec="seconds"),
             })
     df = pd.DataFrame(rows, columns=LIST_COLUMNS)
-    for col in METRIC_TAGS:
+    for col in ("test_macro_f1", MCS):
         df[col] = pd.to_numeric(df[col], errors="coerce")
     return df.sort_values(["name", "version"], ascending=[True, False]).reset_index(drop=True)

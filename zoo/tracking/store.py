@@ -33,6 +33,12 @@ ARTIFACT_DIR = "mlartifacts"
 _REMOTE_SCHEMES = ("http", "https", "databricks", "databricks-uc", "uc")
 
 
+def in_project() -> bool:
+    """True when the project directory was chosen on purpose: ``$ZOO_HOME`` is set, or an
+    ``MLproject`` lies in the working directory or one of its parents."""
+    return bool(os.environ.get("ZOO_HOME")) or (project_dir() / "MLproject").is_file()
+
+
 def default_tracking_uri() -> str:
     """``sqlite:///<project>/mlflow.db`` (absolute, so the working directory never matters)."""
     return f"sqlite:///{(project_dir() / DB_FILE).as_posix()}"
@@ -66,6 +72,14 @@ def _initialise_sqlite(uri: str) -> None:
     path = Path(uri[len("sqlite:///"):])
     if path.exists():
         return
+    if not in_project():
+        # Outside a checkout the "project" is just the working directory: creating mlflow.db and
+        # mlartifacts/ there silently gave an empty, stray store ("no registered zoo models yet").
+        raise ValueError(
+            f"no zoo project here ({Path.cwd()}: no MLproject in it or its parents, ZOO_HOME and "
+            f"MLFLOW_TRACKING_URI unset); the zoo would create a new store {path} + "
+            f"{artifact_root()}/. Run from the marrow-zoo checkout, or set ZOO_HOME=<project dir> "
+            "(created there if missing) or MLFLOW_TRACKING_URI=<store>")
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,17 +96,34 @@ def configure() -> str:
     """
     import mlflow
 
+    global _registry_set
     uri = tracking_uri()
     if uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI"):
         _initialise_sqlite(uri)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(os.environ.get("MLFLOW_REGISTRY_URI") or uri)
+    # mlflow.set_registry_uri also writes $MLFLOW_REGISTRY_URI: a value this function put there on an
+    # earlier call is ours, not the user's, and must not pin the registry to an old store when the
+    # tracking URI has changed since.
+    registry = os.environ.get("MLFLOW_REGISTRY_URI")
+    if not registry or registry == _registry_set:
+        registry = uri
+    mlflow.set_registry_uri(registry)
+    _registry_set = registry
     return uri
+
+
+_registry_set: str | None = None  # the registry URI configure() last set (and MLflow wrote to the env)
+
+
+# MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, prompts); the zoo's
+# experiments are machine-learning ones, where runs, metrics and models come first.
+EXPERIMENT_KIND_TAGS = {"mlflow.experimentKind": "custom_model_development"}
 
 
 def get_or_create_experiment(name: str) -> str:
     """Experiment id of ``name``, creating it with an explicit artifact location if missing.
-    A deleted experiment of that name is restored rather than shadowed."""
+    A deleted experiment of that name is restored rather than shadowed. Tagged as a
+    machine-learning experiment (:data:`EXPERIMENT_KIND_TAGS`), also when it already existed."""
     from mlflow.tracking import MlflowClient
 
     configure()
@@ -101,9 +132,13 @@ def get_or_create_experiment(name: str) -> str:
     if exp is not None:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(exp.experiment_id)
+        for key, value in EXPERIMENT_KIND_TAGS.items():
+            if exp.tags.get(key) != value:
+                client.set_experiment_tag(exp.experiment_id, key, value)
         return exp.experiment_id
     try:
-        return client.create_experiment(name, artifact_location=experiment_artifact_location(name))
+        return client.create_experiment(name, artifact_location=experiment_artifact_location(name),
+                                        tags=EXPERIMENT_KIND_TAGS)
     except Exception:
         # Two processes (CV children, Optuna workers) may race to create it; the loser reads it.
         exp = client.get_experiment_by_name(name)

@@ -1,8 +1,13 @@
-"""Checkpoint files of a training run, written atomically (a kill never leaves a torn file).
+"""Checkpoint files of a training run, written atomically (a kill never leaves a torn file), read
+with ``torch.load(..., weights_only=True)`` — a checkpoint is data (tensors, numbers, strings,
+lists, dicts), so reading one never runs code from it.
 
 ``<checkpoint_dir>/last.pt``        everything needed to resume (written every epoch)
 ``<checkpoint_dir>/best.pt``        the best epoch's model weights, epoch and monitored value
-``<checkpoint_dir>/best_svm.joblib`` the SVM stage fitted at the best epoch
+``<checkpoint_dir>/best_svm.skops`` the SVM stage fitted at the best epoch (skops, trusted types)
+
+numpy values (the numpy RNG state, metrics) are stored as tensors/Python numbers in a tagged
+form (:func:`to_safe` / :func:`from_safe`) because ``weights_only`` refuses numpy objects.
 """
 
 from __future__ import annotations
@@ -12,13 +17,14 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
-import joblib
+import numpy as np
 import torch
 
 LAST = "last.pt"
 BEST = "best.pt"
-BEST_SVM = "best_svm.joblib"
-FORMAT_VERSION = 1
+BEST_SVM = "best_svm.skops"
+FORMAT_VERSION = 2
+_ARRAY = "__ndarray__"
 
 
 def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
@@ -39,21 +45,64 @@ def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
         raise
 
 
+def to_safe(obj: Any) -> Any:
+    """``obj`` with numpy arrays/scalars turned into what ``weights_only`` loading accepts."""
+    if isinstance(obj, np.ndarray):
+        return {_ARRAY: torch.from_numpy(np.ascontiguousarray(obj).astype(np.int64 if obj.dtype.kind in "ui" else obj.dtype,
+                                                                          copy=False)),
+                "dtype": str(obj.dtype)}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: to_safe(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return tuple(to_safe(v) for v in obj)
+    if isinstance(obj, list):
+        return [to_safe(v) for v in obj]
+    return obj
+
+
+def from_safe(obj: Any) -> Any:
+    """Inverse of :func:`to_safe`."""
+    if isinstance(obj, dict):
+        if _ARRAY in obj and set(obj) == {_ARRAY, "dtype"}:
+            return obj[_ARRAY].numpy().astype(obj["dtype"])
+        return {k: from_safe(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return tuple(from_safe(v) for v in obj)
+    if isinstance(obj, list):
+        return [from_safe(v) for v in obj]
+    return obj
+
+
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
-    _atomic_write(Path(path), lambda tmp: torch.save(obj, tmp))
+    safe = to_safe(obj)
+    _atomic_write(Path(path), lambda tmp: torch.save(safe, tmp))
 
 
-def save_joblib(obj: Any, path: str | os.PathLike) -> None:
-    _atomic_write(Path(path), lambda tmp: joblib.dump(obj, tmp))
+def save_svm(svm: Any, path: str | os.PathLike) -> None:
+    """The SVM stage through skops (trusted types of :mod:`zoo.models.safe_io`), atomically."""
+    from zoo.models.safe_io import dump_estimator
+
+    _atomic_write(Path(path), lambda tmp: dump_estimator(svm, tmp))
+
+
+def load_svm(path: str | os.PathLike) -> Any:
+    from zoo.models.safe_io import load_estimator
+
+    return load_estimator(path)
 
 
 def load_torch(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    # weights_only=False: our own checkpoints hold RNG states (numpy arrays, tuples) and history;
-    # only load checkpoints this code wrote (the checkpoint folder is as trusted as the code).
+    """Read a checkpoint written by :func:`save_torch` (``weights_only=True``)."""
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        state = torch.load(path, map_location=map_location, weights_only=True)
     except (EOFError, RuntimeError, OSError) as exc:
         raise ValueError(f"cannot read checkpoint {path}: {exc}. Delete it to start the run afresh.") from exc
+    except Exception as exc:  # pickle.UnpicklingError: an old-format or foreign checkpoint
+        raise ValueError(f"cannot read checkpoint {path} as data (weights_only): {str(exc).splitlines()[0]}. "
+                         "It is from an older zoo or not a zoo checkpoint: delete it to start afresh.") from exc
+    return from_safe(state)
 
 
 def last_checkpoint(checkpoint_dir: str | os.PathLike | None) -> Path | None:

@@ -2,11 +2,20 @@
 
 Per epoch::
 
-    train (AdamW, AMP on CUDA, NaN/inf guard, tqdm bar with ETA)
-    -> validation: embed the training set (no augmentation) and the validation set, fit the SVM
-       stage on the training embeddings (grid search every ``svm_every`` epochs, refit with the
-       last best gamma/C in between), predict the validation set, compute the metrics
+    train (AdamW, autocast per ``precision``: AMP on CUDA, bf16 on CPUs where it is faster; the
+           training loader's ``batch_transform`` (batched augmentation) applied on the device;
+           NaN/inf guard, tqdm bar with ETA)
+    -> validation (every ``val_every`` epochs and at the last): embed the training set (no
+       augmentation; a stratified subsample of ``svm_train_max``) and the validation set in
+       inference mode, fit the SVM stage on the training embeddings (grid search every
+       ``svm_every`` validations, refit with the last best gamma/C in between), predict the
+       validation set, compute the metrics
     -> callbacks.on_epoch_end -> early stopping on ``monitor`` -> logger -> checkpoint
+
+Each epoch logs where its time went: ``train_seconds``, ``embed_seconds``, ``svm_seconds``,
+``guide_seconds`` (the callbacks: guide targets, curve fits) and ``epoch_seconds``. With
+``budget`` (minutes) the Trainer stops before an epoch that would not fit (``stopped_on_budget``)
+and the cosine schedule spans the budget (see :mod:`zoo.train.budget`).
 
 ``fit()`` leaves the best epoch's weights in the model and returns a :class:`FitResult`.
 
@@ -39,7 +48,9 @@ from .callbacks import Callback, state_keys
 from .device import resolve_amp, resolve_device
 from .early_stopping import EarlyStopping
 from .guard import NonFiniteLossError
+from .budget import TimeBudget
 from .loggers import MetricsLogger, NullLogger
+from .precision import Precision, resolve_precision
 from .schedulers import SCHEDULERS
 from .seeding import get_rng_state, seed_everything, set_rng_state
 
@@ -63,6 +74,8 @@ class FitResult:
     epochs_run: int
     svm: SVMStage | None = None  # the SVM stage fitted at the best epoch
     resumed_from: int | None = None  # the epoch the run resumed after (None: fresh start)
+    stopped_on_budget: bool = False  # the time budget ended the run (another epoch would not fit)
+    precision: str = "fp32"  # fp32 | bf16 | fp16: what training ran in
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -87,9 +100,22 @@ class Trainer:
             (None: never stop early).
         lr, weight_decay: AdamW. scheduler: a name in ``SCHEDULERS`` ("cosine", "constant") or
             ``f(optimizer, epochs) -> LRScheduler``; stepped once per epoch.
-        device: "auto" (cuda > mps > cpu) or a device. amp: "auto" = mixed precision on CUDA only.
+        device: "auto" (cuda > mps > cpu) or a device. amp: "auto" = mixed precision on CUDA only
+            (used when ``precision`` is None).
+        precision: "auto" | "fp32" | "bf16" (:func:`zoo.train.precision.resolve_precision`; "auto"
+            probes bf16 on a capable CPU with inputs of the training dataset's ``img_size``).
+        budget: wall-clock minutes for the training loop, or a :class:`zoo.train.budget.TimeBudget`
+            (None: only ``epochs`` bounds it).
+        val_every: validate every this many epochs (and always at the last one); early-stopping
+            patience then counts validations.
+        svm_train_max: embed at most this many training images (stratified, the same ones every
+            epoch) for the SVM stage and the callbacks (None: all); needs ``targets`` on the
+            training-eval dataset.
+        batch_transform: applied to the image batch (and a uint8 mask batch) on the device before
+            ``compute_loss``; None = the training dataset's ``batch_transform`` if it has one
+            (:class:`zoo.data.batch_augment.BatchAugment`), False = none.
         callbacks: :class:`zoo.train.Callback` instances.
-        checkpoint_dir: folder for ``last.pt``/``best.pt``/``best_svm.joblib`` (None: no files).
+        checkpoint_dir: folder for ``last.pt``/``best.pt``/``best_svm.skops`` (None: no files).
         resume: continue from ``checkpoint_dir/last.pt`` when it exists.
         monitor, mode, min_delta: the early-stopping metric (any key of the epoch metrics).
         svm_every: grid-search the SVM's gamma/C every this many epochs (1, 1+k, 1+2k...).
@@ -140,6 +166,11 @@ class Trainer:
         progress: bool = True,
         logger: MetricsLogger | None = None,
         extra: dict[str, Any] | None = None,
+        precision: str | None = None,
+        budget: float | None = None,
+        val_every: int = 1,
+        svm_train_max: int | None = None,
+        batch_transform: Any = None,
     ) -> None:
         if int(epochs) < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -147,6 +178,10 @@ class Trainer:
             raise ValueError(f"lr must be >= 0, got {lr}")
         if int(svm_every) < 1:
             raise ValueError(f"svm_every must be >= 1 (grid search every N epochs), got {svm_every}")
+        if int(val_every) < 1:
+            raise ValueError(f"val_every must be >= 1 (validate every N epochs), got {val_every}")
+        if svm_train_max is not None and int(svm_train_max) < 2:
+            raise ValueError(f"svm_train_max must be >= 2 or None (all training images), got {svm_train_max}")
         if grad_clip is not None and not float(grad_clip) > 0:
             raise ValueError(f"grad_clip must be > 0 or None, got {grad_clip}")
         if logger is not None and not callable(getattr(logger, "log_metrics", None)):
@@ -156,8 +191,24 @@ class Trainer:
                 raise TypeError(f"callbacks must be zoo.train.Callback instances, got {type(cb).__name__}")
 
         self.device = resolve_device(device)
-        self.amp = resolve_amp(amp, self.device)
         self.model = model.to(self.device)
+        if precision is None:  # the older switch: float16 AMP on CUDA or nothing
+            use_amp = resolve_amp(amp, self.device)
+            self.precision = Precision("fp16", torch.float16, True, "amp") if use_amp else \
+                Precision("fp32", None, False, "amp off")
+        else:
+            self.precision = resolve_precision(precision, self.device, model=self.model,
+                                               input_shape=_input_shape(train_loader))
+        log.info("precision %s (%s)", self.precision.name, self.precision.reason)
+        self.amp = self.precision.scaler  # float16 AMP: GradScaler, inf steps are skipped
+        if batch_transform is None:
+            batch_transform = getattr(getattr(train_loader, "dataset", None), "batch_transform", None)
+        self.batch_transform = batch_transform.to(self.device) if isinstance(batch_transform, nn.Module) else (
+            batch_transform or None)
+        self.val_every = int(val_every)
+        self.svm_train_max = int(svm_train_max) if svm_train_max is not None else None
+        self.budget = budget if isinstance(budget, TimeBudget) or budget is None else TimeBudget(budget)
+        self._budget_cosine = self.budget is not None and scheduler == "cosine"
         self.loss_fn = loss_fn.to(self.device) if isinstance(loss_fn, nn.Module) else loss_fn
         self.train_loader = train_loader
         self.val_loader = val_loader
@@ -196,7 +247,10 @@ class Trainer:
             raise ValueError("the model has no trainable parameters")
         self.params = params
         self.optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
-        self.scheduler = self._make_scheduler(scheduler)
+        # Under a budget the cosine decay follows the budget's progress, set per step (see
+        # _budget_lr); the per-epoch scheduler is then constant.
+        self.scheduler = self._make_scheduler("constant" if self._budget_cosine else scheduler)
+        self._base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
 
         # run state
@@ -217,6 +271,8 @@ class Trainer:
         self._finished = False
         self._stopped_early = False
         self._fit_called = False
+        self._stopped_on_budget = False
+        self._steps_per_epoch: int | None = None
 
     # ------------------------------------------------------------------------------------------
     def _make_scheduler(self, scheduler: Any) -> Any:
@@ -233,7 +289,7 @@ class Trainer:
         return float(self.optimizer.param_groups[0]["lr"])
 
     def _autocast(self):
-        return torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp)
+        return self.precision.autocast(self.device)
 
     def _to_device(self, batch: Any) -> tuple:
         if not isinstance(batch, (list, tuple)) or len(batch) < 2:
@@ -248,7 +304,9 @@ class Trainer:
         """Loss of one training batch (already on the device, inside autocast)."""
         images, labels = batch[0], batch[-1]
         embeddings = self.model(images)
-        return self.loss_fn(embeddings.float(), labels)
+        # The loss (distances, mining, guide targets) in float32, whatever the autocast dtype.
+        with torch.autocast(device_type=self.device.type, enabled=False):
+            return self.loss_fn(embeddings.float(), labels)
 
     def embed_batch(self, batch: tuple) -> torch.Tensor:
         """Embeddings of one batch (eval mode, inference mode, inside autocast)."""
@@ -278,7 +336,12 @@ class Trainer:
     def _train_eval_loader(self) -> Iterable:
         if self.train_eval_loader is None:
             loader = self.train_loader
-            if isinstance(loader, DataLoader):
+            if isinstance(loader, DataLoader) and getattr(loader.dataset, "batched", False):
+                # A batched CellDataset yields raw uint8 for training: its eval view normalises.
+                from zoo.data.datasets import eval_loader
+
+                self.train_eval_loader = eval_loader(loader)
+            elif isinstance(loader, DataLoader):
                 augments = bool(getattr(loader.dataset, "train", False)) or getattr(loader.dataset, "transform", None)
                 log.log(
                     logging.WARNING if augments else logging.INFO,
@@ -294,10 +357,33 @@ class Trainer:
                 self.train_eval_loader = loader
         return self.train_eval_loader
 
+    def _svm_train_loader(self) -> Iterable:
+        """The training-eval loader, restricted to a fixed stratified subsample of ``svm_train_max``."""
+        loader = self._train_eval_loader()
+        if self.svm_train_max is None or getattr(self, "_svm_subsample_loader", None) is not None:
+            return getattr(self, "_svm_subsample_loader", None) or loader
+        dataset = getattr(loader, "dataset", None)
+        targets = getattr(dataset, "targets", None)
+        if targets is None and isinstance(dataset, torch.utils.data.TensorDataset):
+            targets = dataset.tensors[-1]
+        if not isinstance(loader, DataLoader) or targets is None:
+            raise TypeError("svm_train_max needs a DataLoader over a dataset with `targets` (or a TensorDataset "
+                            "whose last tensor is the labels) as train_eval_loader")
+        if len(dataset) <= self.svm_train_max:
+            self._svm_subsample_loader = loader
+            return loader
+        from zoo.data.datasets import stratified_indices
+
+        idx = stratified_indices(targets, self.svm_train_max, seed=self.seed)
+        self._svm_subsample_loader = DataLoader(
+            torch.utils.data.Subset(dataset, idx.tolist()), batch_size=loader.batch_size or 64, shuffle=False,
+            num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory)
+        return self._svm_subsample_loader
+
     def train_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
         """Augmentation-free training embeddings of the current epoch (computed at most once)."""
         if self.last_train_embeddings is None or self._train_embeddings_epoch != self.epoch:
-            self.last_train_embeddings = self.embed(self._train_eval_loader(), desc="embed train")
+            self.last_train_embeddings = self.embed(self._svm_train_loader(), desc="embed train")
             self._train_embeddings_epoch = self.epoch
         return self.last_train_embeddings
 
@@ -306,14 +392,18 @@ class Trainer:
         self.model.train()
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn.train()
-        n_images, loss_sum, skipped = 0, 0.0, 0
+        n_images, loss_sum, skipped, skipped_total = 0, 0.0, 0, 0
         term_sums: dict[str, float] = {}
         n_batches = 0
+        if isinstance(self.batch_transform, nn.Module):
+            self.batch_transform.train()
         start = time.perf_counter()
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}/{self.epochs}", leave=False,
                    disable=not self.progress, dynamic_ncols=True)
         for i, batch in enumerate(bar, start=1):
-            batch = self._to_device(batch)
+            batch = self._augment(self._to_device(batch))
+            if self._budget_cosine:
+                self._budget_lr(epoch, i)
             with self._autocast():
                 loss = self.compute_loss(batch)
             value = float(loss.detach())
@@ -324,17 +414,23 @@ class Trainer:
             if self.amp:
                 self.scaler.unscale_(self.optimizer)
             grad_norm = self._grad_norm()
-            if not math.isfinite(grad_norm):
-                if not self.amp:
+            finite = math.isfinite(grad_norm)
+            if not finite:
+                if not self.precision.enabled:
                     raise NonFiniteLossError("gradients", epoch, i, grad_norm, self.current_lr)
-                skipped += 1  # GradScaler skips this step and lowers its scale
+                # AMP: GradScaler skips this step and lowers its scale. bf16 on CPU: oneDNN's bf16
+                # convolution backward returns NaN now and then on 1-2 px feature maps (seen with
+                # 16 px inputs, never at 32+ px): the step is skipped alike, not the run.
+                skipped += 1
+                skipped_total += 1
                 if skipped > MAX_SKIPPED_AMP_STEPS:
-                    raise NonFiniteLossError("gradients", epoch, i, f"{skipped} inf/NaN steps in a row under AMP",
-                                             self.current_lr)
+                    raise NonFiniteLossError("gradients", epoch, i, f"{skipped} inf/NaN steps in a row under "
+                                             f"{self.precision.name} autocast", self.current_lr)
             else:
                 skipped = 0
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            if finite or self.amp:
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
             self.global_step += 1
             n_batches += 1
             bs = int(batch[-1].shape[0])
@@ -346,6 +442,7 @@ class Trainer:
                 cb.on_batch_end(self, epoch, i, value)
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         seconds = time.perf_counter() - start
+        self._steps_per_epoch = n_batches
         if n_batches == 0:
             raise ValueError("the training loader yielded no batches (empty dataset, or drop_last with too few samples)")
         self._check_weights(epoch)
@@ -354,8 +451,37 @@ class Trainer:
             "train_seconds": seconds,
             "train_images_per_s": n_images / seconds if seconds > 0 else float("nan"),
         }
+        if skipped_total:
+            out["train_skipped_steps"] = float(skipped_total)
         out.update({f"train_loss_{k}": v / n_images for k, v in term_sums.items()})
         return out
+
+    def _augment(self, batch: tuple) -> tuple:
+        """The batched augmentation (on the device): images, and a uint8 mask batch alongside."""
+        if self.batch_transform is None:
+            return batch
+        images = batch[0]
+        if len(batch) >= 3 and isinstance(batch[1], torch.Tensor) and batch[1].dtype == torch.uint8 \
+                and batch[1].shape[-2:] == images.shape[-2:]:
+            images, masks = self.batch_transform(images, batch[1])
+            return (images, masks, *batch[2:])
+        return (self.batch_transform(images), *batch[1:])
+
+    def _budget_lr(self, epoch: int, step: int) -> None:
+        """Cosine decay over the budget (or the epochs, whichever is further along)."""
+        from .budget import cosine_factor
+
+        per_epoch = self._steps_per_epoch
+        if per_epoch is None:  # first epoch: the loader's length if it has one
+            try:
+                per_epoch = len(self.train_loader)
+            except TypeError:
+                per_epoch = None
+        within = min(1.0, (step - 1) / per_epoch) if per_epoch else 0.0
+        progress = max(self.budget.progress(), ((epoch - 1) + within) / self.epochs)
+        factor = cosine_factor(progress)
+        for group, base in zip(self.optimizer.param_groups, self._base_lrs):
+            group["lr"] = base * factor
 
     def _grad_norm(self) -> float:
         """Total gradient norm (clipping to ``grad_clip`` when set): the guard's NaN/inf probe."""
@@ -379,7 +505,8 @@ class Trainer:
             return out
         start = time.perf_counter()
         svm = clone(self.svm_template)
-        search = self.svm_params is None or (epoch - 1) % self.svm_every == 0
+        n_val = sum(1 for row in self.history if "embed_seconds" in row)  # validations before this one
+        search = self.svm_params is None or n_val % self.svm_every == 0
         if search:
             svm.fit(train_emb, train_y)
         else:
@@ -416,6 +543,8 @@ class Trainer:
             seed_everything(self.seed, deterministic=self.deterministic)
         if self.device.type == "cuda" and not self.deterministic:
             torch.backends.cudnn.benchmark = True
+        if self.budget is not None:
+            self.budget.start()
 
         for cb in self.callbacks:
             cb.on_fit_start(self)
@@ -438,11 +567,15 @@ class Trainer:
 
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
+        if self._stopped_on_budget:
+            log.warning("stopped on budget: %.1f of %.1f minutes used after epoch %d (another epoch would "
+                        "not fit)", self.budget.elapsed / 60, self.budget.seconds / 60, self.epoch)
         result = FitResult(
             history=list(self.history), best_epoch=self.early_stopping.best_epoch,
             best_metric=self.early_stopping.best if self.early_stopping.best_epoch is not None else None,
             monitor=self.monitor, mode=self.mode, stopped_early=self._stopped_early, epochs_run=self.epoch,
             svm=self.best_svm, resumed_from=self._resumed_from, extra=dict(self.extra),
+            stopped_on_budget=self._stopped_on_budget, precision=self.precision.name,
         )
         for cb in self.callbacks:
             cb.on_fit_end(self, result)
@@ -461,39 +594,66 @@ class Trainer:
         self.epoch = epoch
         self.should_stop = False
         self.last_train_embeddings = self.last_val_embeddings = None
+        epoch_start = time.perf_counter()
+        if self._budget_cosine:
+            self._budget_lr(epoch, 1)
         self.epoch_metrics = {"epoch": float(epoch), "lr": self.current_lr}
+        guide = time.perf_counter()
         for cb in self.callbacks:
             cb.on_epoch_start(self, epoch)
+        guide_seconds = time.perf_counter() - guide
+        clock = self.budget.clock if self.budget is not None else time.perf_counter
+        mark = clock()
         self.epoch_metrics.update(self._train_epoch(epoch))
-        if self.val_loader is not None:
+        last = epoch >= self.epochs
+        if self.budget is not None:
+            self.budget.record(clock() - mark)
+            if not last and not self.budget.another_epoch_fits(validate_now=self.val_loader is not None):
+                last = self._stopped_on_budget = True
+                self.epoch_metrics["stopped_on_budget"] = 1.0
+        validate = self.val_loader is not None and (last or epoch % self.val_every == 0)
+        if validate:
+            mark = clock()
             self.epoch_metrics.update(self._validate(epoch))
+            if self.budget is not None:
+                self.budget.val_time = clock() - mark
         self.scheduler.step()
+        guide, mark = time.perf_counter(), clock()
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, self.epoch_metrics)
+        self.epoch_metrics["guide_seconds"] = guide_seconds + time.perf_counter() - guide
+        if self.budget is not None:  # guide refreshes recur every epoch: count them with training
+            self.budget.train_times[-1] += clock() - mark
+        self.epoch_metrics["epoch_seconds"] = time.perf_counter() - epoch_start
+        self.epoch_metrics["validated"] = float(validate)
 
+        improved = False
         if self.monitor not in self.epoch_metrics:
-            raise KeyError(
-                f"monitor {self.monitor!r} is not among the epoch metrics: {', '.join(sorted(self.epoch_metrics))}"
-            )
-        value = float(self.epoch_metrics[self.monitor])
-        improved = self.early_stopping.step(value, epoch)
+            if validate or self.val_loader is None:
+                raise KeyError(
+                    f"monitor {self.monitor!r} is not among the epoch metrics: {', '.join(sorted(self.epoch_metrics))}"
+                )
+        else:
+            value = float(self.epoch_metrics[self.monitor])
+            improved = self.early_stopping.step(value, epoch)
         if improved:
             self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
             self.best_svm = copy.deepcopy(self.svm) if self.svm is not None else None
-        self.epoch_metrics[f"best_{self.monitor}"] = self.early_stopping.best
+        if self.early_stopping.best_epoch is not None:
+            self.epoch_metrics[f"best_{self.monitor}"] = self.early_stopping.best
         self.history.append(dict(self.epoch_metrics))
         self.logger.log_metrics({k: float(v) for k, v in self.epoch_metrics.items() if k != "epoch"}, step=epoch)
         log.info("epoch %d/%d: %s", epoch, self.epochs,
                  ", ".join(f"{k}={v:.4g}" for k, v in self.epoch_metrics.items() if k != "epoch"))
 
         self._stopped_early = self.early_stopping.should_stop or self.should_stop
-        self._finished = self._stopped_early or epoch >= self.epochs
+        self._finished = self._stopped_early or self._stopped_on_budget or epoch >= self.epochs
         if self.checkpoint_dir is not None:
             if improved:
-                ckpt.save_torch({"epoch": epoch, "metric": value, "monitor": self.monitor, "model": self.best_state},
-                                self.checkpoint_dir / ckpt.BEST)
+                ckpt.save_torch({"epoch": epoch, "metric": self.epoch_metrics[self.monitor], "monitor": self.monitor,
+                                 "model": self.best_state}, self.checkpoint_dir / ckpt.BEST)
                 if self.best_svm is not None:
-                    ckpt.save_joblib(self.best_svm, self.checkpoint_dir / ckpt.BEST_SVM)
+                    ckpt.save_svm(self.best_svm, self.checkpoint_dir / ckpt.BEST_SVM)
             ckpt.save_torch(self._state(), self.checkpoint_dir / ckpt.LAST)
 
     # --- checkpoints ----------------------------------------------------------------------------
@@ -523,6 +683,8 @@ class Trainer:
             "loader_generator": self._loader_generator().get_state() if self._loader_generator() else None,
             "callbacks": {key: cb.state_dict() for key, cb in zip(state_keys(self.callbacks), self.callbacks)},
             "extra": self.extra,
+            "budget": self.budget.state_dict() if self.budget is not None else None,
+            "stopped_on_budget": self._stopped_on_budget,
         }
 
     def _load_last(self) -> int:
@@ -545,8 +707,12 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self.global_step = int(state.get("global_step", 0))
         self._stopped_early = bool(state.get("stopped_early", False))
+        self._stopped_on_budget = bool(state.get("stopped_on_budget", False))
+        if self.budget is not None and state.get("budget"):
+            self.budget.load_state_dict(state["budget"])
         # A run that ended at its epoch limit continues when resumed with a larger `epochs`.
-        self._finished = bool(state.get("finished", False)) and (self._stopped_early or self.epoch >= self.epochs)
+        self._finished = bool(state.get("finished", False)) and (
+            self._stopped_early or self._stopped_on_budget or self.epoch >= self.epochs)
         self.extra = {**dict(state.get("extra") or {}), **self.extra}
         saved_cb = state.get("callbacks", {})
         for key, cb in zip(state_keys(self.callbacks), self.callbacks):
@@ -557,9 +723,7 @@ class Trainer:
             self.best_state = ckpt.load_torch(best_path)["model"]
         svm_path = self.checkpoint_dir / ckpt.BEST_SVM
         if svm_path.is_file():
-            import joblib
-
-            self.best_svm = joblib.load(svm_path)
+            self.best_svm = ckpt.load_svm(svm_path)
         set_rng_state(state["rng"])
         if state.get("loader_generator") is not None and self._loader_generator() is not None:
             self._loader_generator().set_state(state["loader_generator"])
@@ -567,3 +731,11 @@ class Trainer:
         log.info("resumed from %s after epoch %d (best %s=%.4g at epoch %s)", path, self.epoch, self.monitor,
                  self.early_stopping.best, self.early_stopping.best_epoch)
         return self.epoch
+
+
+def _input_shape(loader: Any) -> tuple[int, int, int, int] | None:
+    """(batch, 3, S, S) of the training loader's images, from its dataset's ``img_size`` (read
+    without drawing a batch: that would consume the random state the run's order depends on)."""
+    size = getattr(getattr(loader, "dataset", None), "img_size", None)
+    batch = getattr(loader, "batch_size", None) or 64
+    return (int(batch), 3, int(size), int(size)) if size else None

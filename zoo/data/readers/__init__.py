@@ -16,12 +16,18 @@ the report rather than in a crash.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from zoo.registry import Registry
 
 READERS: Registry = Registry("reader")
 
-# Importing the modules registers the built-in readers.
-from . import imagefolder, matek, pbc, synth, zheng  # noqa: E402,F401
+# Every module of this package is imported, so each reader registers itself (found, not listed):
+# adding a reader is adding a file with a decorated function.
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")
+
 from .base import READER_COLUMNS, REQUIRED_COLUMNS, check_reader_output, list_files  # noqa: E402
 
 __all__ = ["READERS", "READER_COLUMNS", "REQUIRED_COLUMNS", "check_reader_output", "list_files"]

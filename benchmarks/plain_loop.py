@@ -1,0 +1,220 @@
+"""A plain training loop, the yardstick for the zoo's speed and accuracy.
+
+What one writes by hand with torch + timm + scikit-learn, no zoo machinery: decode every image
+once into one uint8 tensor, per batch one ``affine_grid``/``grid_sample`` warp (rotation by any
+angle, flips, shift, shear, scale; reflection at the border) and per-sample colour jitter, a
+resnet trained with cross-entropy (or the triplet margin loss, for :mod:`epoch_cost`), then an
+RBF-SVM on its features. Used two ways:
+
+* ``benchmarks/epoch_cost.py`` imports :class:`PlainLoop` to time one epoch beside the zoo's.
+* Run as a script, it is the equal-wall-time comparison of issue 8: the plain cross-entropy loop
+  and ``zoo``'s TML (and a guided run) each get ``--minutes`` of training on the same fold of a
+  prepared dataset (PBC by default), side by side in one process, and are scored on the same
+  test rows with the same SVM stage::
+
+    python benchmarks/plain_loop.py --dataset pbc --fold 0 --minutes 12 [--families tml,guided]
+
+  (prepare PBC first: ``zoo data ingest ../shared/data/pbc --name pbc --reader pbc``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+MEAN = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
+STD = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+
+
+def decode_all(paths, size: int) -> torch.Tensor:
+    """Every image once, resized to ``size``, as one uint8 (N, 3, S, S) tensor."""
+    out = torch.empty((len(paths), 3, size, size), dtype=torch.uint8)
+    for i, p in enumerate(paths):
+        img = Image.open(p).convert("RGB").resize((size, size), Image.Resampling.BILINEAR)
+        out[i] = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1)
+    return out
+
+
+def augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """uint8 batch -> augmented float batch in [0, 1]: one warp, per-sample colour jitter."""
+    n = x.shape[0]
+    u = lambda lo, hi: torch.rand(n, generator=gen) * (hi - lo) + lo  # noqa: E731
+    ang, shx, shy = u(-math.pi, math.pi), u(-0.087, 0.087), u(-0.087, 0.087)
+    s = u(0.95, 1.05)
+    c, si, one = torch.cos(ang), torch.sin(ang), torch.ones(n)
+    rot = torch.stack([torch.stack([c, -si], -1), torch.stack([si, c], -1)], -2)
+    shear = torch.stack([torch.stack([one, torch.tan(shx)], -1), torch.stack([torch.tan(shy), one], -1)], -2)
+    a = rot @ shear * s[:, None, None]
+    flips = torch.diag_embed(1 - 2 * (torch.rand(n, 2, generator=gen) < 0.5).float())
+    a = flips @ a
+    t = flips @ (torch.stack([u(-0.1, 0.1), u(-0.1, 0.1)], -1)[..., None])
+    inv = torch.linalg.inv(a)
+    theta = torch.cat([inv, -(inv @ t)], 2)
+    xf = x.float() / 255
+    xf = F.grid_sample(xf, F.affine_grid(theta, list(xf.shape), align_corners=False), padding_mode="reflection",
+                       align_corners=False)
+    w = torch.tensor((0.299, 0.587, 0.114)).view(1, 3, 1, 1)
+    xf = (xf * u(0.9, 1.1).view(n, 1, 1, 1)).clamp(0, 1)
+    f = u(0.9, 1.1).view(n, 1, 1, 1)
+    xf = (f * xf + (1 - f) * (xf * w).sum(1, keepdim=True).mean((2, 3), keepdim=True)).clamp(0, 1)
+    f = u(0.9, 1.1).view(n, 1, 1, 1)
+    return (f * xf + (1 - f) * (xf * w).sum(1, keepdim=True)).clamp(0, 1)
+
+
+class PlainLoop:
+    """resnet (timm, channels_last) + AdamW + cosine over ``epochs`` + cross-entropy or triplet."""
+
+    def __init__(self, n_classes: int, backbone: str = "resnet18", loss: str = "ce", dim: int = 256,
+                 lr: float = 1e-3, epochs: int = 30, steps_per_epoch: int = 1, dtype: torch.dtype | None = None,
+                 seed: int = 0):
+        torch.manual_seed(seed)
+        self.gen = torch.Generator().manual_seed(seed)
+        out = n_classes if loss == "ce" else dim
+        self.model = timm.create_model(backbone, pretrained=False, num_classes=out, drop_rate=0.05)
+        self.model = self.model.to(memory_format=torch.channels_last)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=1e-4)
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, epochs * steps_per_epoch))
+        self.dtype = dtype
+        self.loss_name = loss
+        if loss == "triplet":
+            from pytorch_metric_learning.losses import TripletMarginLoss
+            from pytorch_metric_learning.miners import TripletMarginMiner
+
+            self.miner, self.triplet = TripletMarginMiner(margin=0.1, type_of_triplets="all"), TripletMarginLoss(0.1)
+
+    def _autocast(self):
+        return torch.autocast("cpu", dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        out = out.float()
+        if self.loss_name == "ce":
+            return F.cross_entropy(out, y)
+        return self.triplet(out, y, self.miner(out, y)) + 1e-3 * out.norm(dim=1).mean()
+
+    def epoch(self, images: torch.Tensor, labels: torch.Tensor, batch: int = 64, batches=None) -> int:
+        """One pass over a shuffled order (m-per-class batches are the zoo's business; a random
+        order is what the plain loop does). Returns the images seen."""
+        self.model.train()
+        order = torch.randperm(len(images), generator=self.gen)
+        n = 0
+        for k, start in enumerate(range(0, len(order) - batch + 1, batch)):
+            if batches is not None and k >= batches:
+                break
+            idx = order[start:start + batch]
+            x = ((augment(images[idx], self.gen) - MEAN) / STD).contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                out = self.model(x)
+            loss = self.loss(out, labels[idx])
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+            self.sched.step()
+            n += len(idx)
+        return n
+
+    @torch.inference_mode()
+    def features(self, images: torch.Tensor, batch: int = 256) -> np.ndarray:
+        """Pooled backbone features (what the SVM sees), fp32."""
+        self.model.eval()
+        chunks = []
+        for start in range(0, len(images), batch):
+            x = ((images[start:start + batch].float() / 255 - MEAN) / STD).contiguous(memory_format=torch.channels_last)
+            with self._autocast():
+                chunks.append(self.model.forward_head(self.model.forward_features(x), pre_logits=True).float())
+        return torch.cat(chunks).numpy()
+
+
+def svm_macro_f1(train_x, train_y, test_x, test_y, seed: int = 0) -> tuple[float, float]:
+    """(macro-F of an RBF-SVM with a small grid search on the training features, fit seconds)."""
+    from sklearn.metrics import f1_score
+
+    from zoo.evaluate.svm import SVMStage
+
+    start = time.perf_counter()
+    svm = SVMStage(random_state=seed, calibrate=False, max_search=1500).fit(train_x, train_y)
+    return float(f1_score(test_y, svm.predict(test_x), average="macro")), time.perf_counter() - start
+
+
+def run_plain(dataset, fold: int, minutes: float, size: int, seed: int, dtype) -> dict:
+    split = dataset.split(fold)
+    classes = list(dataset.classes)
+    idx = {c: i for i, c in enumerate(classes)}
+    t0 = time.perf_counter()
+    data = {k: (decode_all(dataset.image_paths(v), size), torch.tensor([idx[c] for c in v["label"]]))
+            for k, v in split.items()}
+    decode = time.perf_counter() - t0
+    train_x, train_y = data["train"]
+    # The cosine schedule needs a length: measure one epoch, then size the schedule to the budget.
+    loop = PlainLoop(len(classes), epochs=1, dtype=dtype, seed=seed)
+    start = time.perf_counter()
+    loop.epoch(train_x, train_y)
+    per_epoch = time.perf_counter() - start
+    epochs = max(1, int(minutes * 60 // per_epoch))
+    loop = PlainLoop(len(classes), epochs=epochs, steps_per_epoch=len(train_x) // 64, dtype=dtype, seed=seed)
+    start = time.perf_counter()
+    done = 0
+    while done < epochs and time.perf_counter() - start < minutes * 60:
+        loop.epoch(train_x, train_y)
+        done += 1
+    train_s = time.perf_counter() - start
+    f1, svm_s = svm_macro_f1(loop.features(train_x), train_y.numpy(), loop.features(data["test"][0]),
+                             data["test"][1].numpy(), seed)
+    return {"name": "plain cross-entropy + SVM", "epochs": done, "train_seconds": train_s, "decode_seconds": decode,
+            "svm_seconds": svm_s, "test_macro_f1": f1}
+
+
+def run_zoo(family: str, dataset_name: str, fold: int, minutes: float, seed: int, extra: dict) -> dict:
+    from zoo.families.runner import run_training
+
+    raw = {"dataset": dataset_name, "fold": fold, "seed": seed, "register": False, "budget": minutes,
+           "epochs": 1000, **extra}
+    start = time.perf_counter()
+    result = run_training(family, raw, progress=False)
+    fold_result = result.folds[0]
+    return {"name": f"zoo {family}", "epochs": fold_result.epochs_run, "wall_seconds": time.perf_counter() - start,
+            "test_macro_f1": fold_result.metrics.get("test_macro_f1"), "run_id": fold_result.run_id}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", default="pbc")
+    ap.add_argument("--fold", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=12.0, help="training wall time of each side")
+    ap.add_argument("--img-size", type=int, default=64)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
+    ap.add_argument("--families", default="tml,guided", help="zoo families to run beside the plain loop")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    from zoo.families.runner import load_dataset
+    from zoo.train.precision import resolve_precision
+
+    dataset = load_dataset(args.dataset)
+    probe_model = timm.create_model("resnet18", num_classes=len(dataset.classes)).to(memory_format=torch.channels_last)
+    prec = resolve_precision(args.precision, torch.device("cpu"), model=probe_model,
+                             input_shape=(64, 3, args.img_size, args.img_size))
+    rows = [run_plain(dataset, args.fold, args.minutes, args.img_size, args.seed, prec.dtype)]
+    print(json.dumps(rows[-1]), flush=True)
+    for fam in [f for f in args.families.split(",") if f]:
+        rows.append(run_zoo(fam, args.dataset, args.fold, args.minutes, args.seed,
+                            {"img_size": args.img_size, "precision": args.precision}))
+        print(json.dumps(rows[-1]), flush=True)
+    print(f"\nequal wall time ({args.minutes:g} min of training each), {args.dataset} fold {args.fold}, "
+          f"precision {prec.name} ({prec.reason}); machine shared, timings noisy")
+    for r in rows:
+        print(f"  {r['name']:<28} epochs {r['epochs']:>3}  test macro-F {r['test_macro_f1']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

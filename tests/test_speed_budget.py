@@ -1,0 +1,105 @@
+"""Time budget, val_every and the epoch split of the Trainer (a controlled clock, no sleeping)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from zoo.evaluate import SVMStage
+from zoo.losses import create_loss
+from zoo.models import create_encoder
+from zoo.train import Callback, Trainer, seed_everything
+from zoo.train.budget import TimeBudget, cosine_factor
+
+
+class Clock:
+    """Wall time that moves only when a batch ends (10 s each)."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+class Tick(Callback):
+    def __init__(self, clock, seconds):
+        self.clock, self.seconds = clock, seconds
+
+    def on_batch_end(self, trainer, epoch, batch, loss):
+        self.clock.now += self.seconds
+
+
+def data(n=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 3
+    x = torch.rand(n, 3, 32, 32, generator=g) * 0.4
+    x[torch.arange(n), y] += 0.6
+    return TensorDataset(x, y)
+
+
+def trainer(epochs=10, **kw):
+    torch.set_num_threads(1)
+    seed_everything(0)
+    train = data()
+    return Trainer(create_encoder("test_resnet", embedding_dim=8), create_loss("triplet"),
+                   DataLoader(train, batch_size=8, shuffle=True), DataLoader(data(12, 1), batch_size=12),
+                   train_eval_loader=DataLoader(train, batch_size=24), epochs=epochs, patience=None,
+                   svm=SVMStage(gammas=("scale",), Cs=(1.0,), cv=2), progress=False, **kw)
+
+
+def test_budget_stops_before_an_epoch_that_would_not_fit_and_the_cosine_spans_it():
+    clock = Clock()
+    # 3 batches x 10 s = 30 s per epoch; 65 s fit two epochs, not a third
+    t = trainer(budget=TimeBudget(65 / 60, clock=clock), callbacks=[Tick(clock, 10.0)])
+    result = t.fit()
+    assert result.epochs_run == 2 and result.stopped_on_budget and not result.stopped_early
+    assert result.history[-1]["stopped_on_budget"] == 1.0 and result.history[-1]["validated"] == 1.0
+    assert "val_macro_f1" in result.history[-1]  # the last epoch is validated before stopping
+    lrs = [r["lr"] for r in result.history]
+    # the schedule follows the budget (2 of 10 epochs, yet the lr has decayed past half of its start)
+    assert lrs[0] == pytest.approx(1e-3) and lrs[1] == pytest.approx(1e-3 * cosine_factor(30 / 65), rel=1e-6)
+
+
+def test_no_budget_runs_every_epoch():
+    result = trainer(epochs=2).fit()
+    assert result.epochs_run == 2 and not result.stopped_on_budget
+
+
+def test_val_every_skips_validation_but_validates_the_last_epoch_and_logs_the_split():
+    result = trainer(epochs=3, val_every=2).fit()
+    assert [r["validated"] for r in result.history] == [0.0, 1.0, 1.0]
+    assert "val_macro_f1" not in result.history[0] and result.best_epoch in (2, 3)
+    for key in ("train_seconds", "embed_seconds", "svm_seconds", "guide_seconds", "epoch_seconds"):
+        assert key in result.history[-1], key
+
+
+def test_svm_train_max_embeds_a_fixed_stratified_subsample():
+    seen = []
+
+    class Look(Callback):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            seen.append(trainer.train_embeddings()[1])
+
+    trainer(epochs=2, svm_train_max=12, callbacks=[Look()]).fit()
+    assert len(seen[0]) == 12 and sorted(torch.bincount(torch.as_tensor(seen[0])).tolist()) == [4, 4, 4]
+    assert (seen[0] == seen[1]).all()
+
+
+def test_time_budget_contract():
+    clock = Clock()
+    b = TimeBudget(1.0, clock=clock)
+    b.start()
+    clock.now = 20.0
+    b.record(20.0, 5.0)
+    assert b.another_epoch_fits() and b.next_epoch_cost() == 25.0  # 40 s left - 5 s validation >= 25 s
+    clock.now = 40.0
+    assert not b.another_epoch_fits()
+    state = b.state_dict()
+    resumed = TimeBudget(1.0, clock=clock)
+    resumed.load_state_dict(state)
+    resumed.start()
+    assert resumed.elapsed == pytest.approx(40.0)  # a resume gets what is left, not a fresh budget
+    with pytest.raises(ValueError, match="positive number of minutes"):
+        TimeBudget(0)

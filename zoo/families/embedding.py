@@ -1,0 +1,207 @@
+"""The embedding families (TML, guided, SMR…): encoder → Trainer with SVM-stage validation → SVM
+refit on the best epoch's training embeddings → test metrics and plots → an ``embedding_svm``
+model. A subclass provides only hooks (docs/families.md):
+
+```python
+class MyFamily(EmbeddingFamily):
+    def prepare(self, classes, out_dir): ...           # once per fold (guide, curve, artifacts)
+    def build_loss(self, classes) -> nn.Module: ...     # required: no default
+    def callbacks(self, loss) -> list[Callback]: ...    # per-epoch hooks
+    def model_extras(self, loss, train_emb, train_y, classes) -> dict[str, ModelExtras]: ...
+```
+"""
+
+from __future__ import annotations
+
+import abc
+import copy
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+from torch import nn
+
+from zoo.families.base import Family, FoldContext, FoldOutcome
+from zoo.families.params import PRESETS, Param
+from zoo.data.datasets import eval_loader
+
+EMBEDDING_PARAMS: tuple[Param, ...] = (
+    Param("svm_every", int, "auto", "grid-search the SVM's gamma/C every N epochs", low=1),
+    Param("embedding_dim", int, "auto", "embedding size of the encoder head", low=2),
+)
+
+
+def m_per_class(batch_size: int, n_classes: int) -> int:
+    """Images per class in a batch for triplet mining: the smallest divisor of ``batch_size`` that is
+    at least 2 and lets ``n_classes`` classes fill the batch (pytorch-metric-learning's
+    MPerClassSampler needs ``batch_size % m == 0`` and ``m * n_classes >= batch_size``)."""
+    need = max(2, -(-batch_size // max(1, n_classes)))
+    for m in range(need, batch_size + 1):
+        if batch_size % m == 0:
+            return m
+    return batch_size
+
+
+def train_eval_loader(train_loader):
+    """The training set without augmentation, sharing the decoded-image cache of ``train_loader``
+    (decoding twice would double the start-up time and the memory)."""
+    from torch.utils.data import DataLoader
+
+    from zoo.data.transforms import eval_transform
+
+    ds = copy.copy(train_loader.dataset)
+    ds.train = False
+    ds.transform = eval_transform(ds.img_size)
+    return DataLoader(ds, batch_size=train_loader.batch_size, shuffle=False,
+                      num_workers=train_loader.num_workers, pin_memory=train_loader.pin_memory,
+                      persistent_workers=train_loader.num_workers > 0)
+
+
+class EmbeddingFamily(Family):
+    """Shared ``fit_fold`` of the encoder → SVM families; subclasses implement :meth:`build_loss`."""
+
+    kind: ClassVar[str] = "embedding_svm"
+    params: ClassVar[Any] = EMBEDDING_PARAMS
+    primary_metric: ClassVar[str] = "macro_f1"
+    direction: ClassVar[str] = "maximize"
+    has_classes: ClassVar[bool] = True
+    contract_params: ClassVar[dict[str, str]] = {"svm_every": "1", "embedding_dim": "16"}
+
+    # -- hooks ---------------------------------------------------------------------------------
+    def prepare(self, classes: Sequence[str], out_dir: Path) -> None:
+        """Once per fold before the loss is built: the classes trained on and a folder for
+        artifacts (logged to the run under ``family/``)."""
+
+    @abc.abstractmethod
+    def build_loss(self, classes: Sequence[str]) -> nn.Module:
+        """The training loss (required: there is no default)."""
+
+    def callbacks(self, loss: nn.Module) -> list:
+        return []
+
+    def model_extras(self, loss: nn.Module, train_embeddings, train_labels, classes) -> dict[str, Any]:
+        """``ModelExtras`` the packaged model carries, keyed by their ``MODEL_EXTRAS`` name."""
+        return {}
+
+    def extras_schema(self) -> list[tuple[str, str]]:
+        """Output columns the extras add (declared before training)."""
+        return []
+
+    # -- declarations ---------------------------------------------------------------------------
+    def output_columns(self, classes: Sequence[str]) -> list[str]:
+        return ["label", "confidence", *(f"p_{c}" for c in classes), *(c for c, _ in self.extras_schema())]
+
+    def common_search_space(self, trial) -> dict[str, Any]:
+        """The common parameters an embedding family tunes: the learning rate (log scale)."""
+        from zoo.families.params import COMMON_PARAMS
+
+        lr = next(p for p in COMMON_PARAMS if p.name == "lr")
+        return {"lr": lr.suggest(trial, low=1e-4, high=1e-2)}
+
+    # -- one fold ---------------------------------------------------------------------------------
+    def fit_fold(self, ctx: FoldContext) -> FoldOutcome:
+        from zoo.evaluate.metrics import classification_metrics, scalar_metrics
+        from zoo.evaluate.plots import plot_confusion_matrix, plot_embedding_map
+        from zoo.evaluate.svm import SVMStage
+        from zoo.models import create_encoder
+        from zoo.models.embedding_svm import EmbeddingSVMModel
+        from zoo.train import Trainer, seed_everything
+
+        cfg, p = self.cfg, self.params
+        classes = list(ctx.classes)
+        loaders = ctx.loaders(sampler="m_per_class", m_per_class=m_per_class(cfg.batch_size, len(classes)))
+        self.prepare(classes, ctx.out_dir)
+        # Reseed right before the model is built: every configuration of a fold starts from the
+        # same weights, whatever the data loading or the family's preparation drew before.
+        seed_everything(cfg.seed)
+        encoder = create_encoder(cfg.backbone, p["embedding_dim"], pretrained=cfg.pretrained, img_size=cfg.img_size)
+        loss = self.build_loss(classes)
+        svm_max_search = PRESETS[cfg.preset]["svm_max_search"]
+        trainer = Trainer(
+            encoder, loss, loaders["train"], loaders["val"], epochs=cfg.epochs, patience=cfg.patience,
+            lr=cfg.lr, device=cfg.device, callbacks=[*self.callbacks(loss), *ctx.callbacks],
+            checkpoint_dir=ctx.checkpoint_dir, resume=cfg.resume, svm_every=p["svm_every"],
+            # The batched, tensor-normalised eval path over the same decoded cache (zoo.data.datasets).
+            train_eval_loader=eval_loader(loaders["train"]), classes=classes, severity=ctx.severity,
+            precision=cfg.precision, budget=cfg.budget, val_every=cfg.val_every,
+            svm_train_max=PRESETS[cfg.preset].get("svm_train_max"),
+            ontology=ctx.ontology, seed=cfg.seed, progress=ctx.progress, monitor=f"val_{self.primary_metric}",
+            mode="max" if self.direction == "maximize" else "min",
+            # Validation only needs decisions: no calibration, grid search on a subsample.
+            svm=SVMStage(random_state=cfg.seed, calibrate=False, max_search=svm_max_search),
+            logger=ctx.run, extra={"run_id": ctx.run.run_id},
+        )
+        fit = trainer.fit()
+        ctx.run.set_tags({"precision": fit.precision, "stopped_on_budget": str(fit.stopped_on_budget).lower()})
+        if fit.svm is None:
+            raise RuntimeError("training ended without a fitted SVM stage (no validation ran)")
+
+        # The packaged SVM: the best epoch's weights and SVM hyper-parameters, refitted on all
+        # training embeddings with calibrated probabilities.
+        train_emb, train_y = trainer.embed(trainer.train_eval_loader, desc="embed train")  # best weights
+        svm = SVMStage(random_state=cfg.seed).refit_only(train_emb, train_y, params=fit.svm.best_params_)
+        metrics: dict[str, float] = {k: v for k, v in fit.best.items() if k.startswith("val_")}
+        metrics["best_epoch"] = float(fit.best_epoch or 0)
+        title = " ".join([cfg.family, *self.name_parts(), cfg.dataset, f"fold {ctx.fold}"])
+        test_index: list[str] = []
+        # Prediction sets, severity-aware decisions, referral (zoo.evaluate.trust): calibrated on
+        # the validation fold — never the test fold — and reported on the test fold.
+        from zoo.evaluate.trust import class_probabilities, fold_trust
+
+        val_emb, val_y = trainer.embed(loaders["val"], desc="embed val")
+        trust_test = None
+        if "test" in loaders and len(ctx.split["test"]):
+            test_emb, test_y = trainer.embed(loaders["test"], desc="embed test")
+            test = classification_metrics(test_y, svm.predict(test_emb), classes, severity=ctx.severity,
+                                          ontology=ctx.ontology)
+            test_metrics = scalar_metrics(test, "test_")
+            test_metrics.pop("test_n", None)
+            metrics.update(test_metrics)
+            ctx.run.log_metrics_json({"test": test, "best_epoch": fit.best_epoch, "history": fit.history})
+            ctx.run.log_figure(plot_confusion_matrix(test["confusion_matrix"], classes, ontology=ctx.ontology,
+                                                     title=f"{title} — test"), "plots/confusion_matrix.png")
+            ctx.run.log_figure(plot_embedding_map(test_emb, test_y, classes, ontology=ctx.ontology,
+                                                  method=ctx.options.get("embedding_map", "auto"),
+                                                  title=f"{title} — test embeddings", random_state=cfg.seed),
+                               "plots/embedding_map.png")
+            test_index = ctx.split["test"]["image"].astype(str).tolist()
+            trust_test = (class_probabilities(svm, test_emb, classes), test_y, svm.predict(test_emb))
+        else:
+            ctx.run.log_metrics_json({"best_epoch": fit.best_epoch, "history": fit.history})
+        ctx.run.log_figure(plot_history(fit.history), "plots/history.png")
+        trust, trust_metrics = fold_trust(ctx.run, classes, (class_probabilities(svm, val_emb, classes), val_y),
+                                          trust_test, title=f"{title} — test")
+        metrics.update(trust_metrics)
+
+        model = None
+        if ctx.options.get("log_model", True):
+            extras = self.model_extras(loss, train_emb, train_y, classes)
+            model = EmbeddingSVMModel(cfg.family, encoder.cpu(), svm, classes, img_size=cfg.img_size, extras=extras,
+                                      config={**cfg.to_dict(), **p, "fold": ctx.fold},
+                                      training=ctx.options.get("training"), device="cpu")
+            model.trust = trust
+        return FoldOutcome(model, metrics, fit.best_epoch, fit.epochs_run, list(fit.history), test_index)
+
+
+def plot_history(history: list[dict[str, float]]):
+    """Loss and validation metrics per epoch, the two curves people look at first."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    frame = pd.DataFrame(history)
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.2))
+    if "train_loss" in frame:
+        a.plot(frame["epoch"], frame["train_loss"], marker=".")
+    a.set(xlabel="epoch", ylabel="train loss")
+    for key in ("val_macro_f1", "val_macro_f1_tolerant", "val_mcs_norm"):
+        if key in frame:
+            b.plot(frame["epoch"], frame[key], marker=".", label=key)
+    b.set(xlabel="epoch", ylabel="validation")
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["EMBEDDING_PARAMS", "EmbeddingFamily", "m_per_class", "plot_history", "train_eval_loader"]

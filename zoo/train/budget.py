@@ -1,0 +1,83 @@
+"""A wall-clock budget for one training (``budget`` minutes).
+
+The :class:`~zoo.train.Trainer` asks the budget two things:
+
+* **Does another epoch fit?** After each epoch's training it predicts the next epoch's cost
+  (the slowest of the last epochs' training time, plus the last validation's time) and, when
+  that would overrun, validates *this* epoch and stops: the run ends on a validated epoch, inside
+  the budget, and says so (``stopped_on_budget``).
+* **How far along are we?** :meth:`TimeBudget.progress` is the fraction of the budget spent (or
+  of the epochs, whichever is further), which drives a cosine learning-rate decay that reaches
+  ~0 when the budget does, instead of spanning an epoch count the budget would cut short.
+
+Time spent before a resume is carried in the checkpoint (``state_dict``), so a resumed run gets
+what is left, not a fresh budget.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+
+class TimeBudget:
+    """``minutes`` of wall time for the training loop (data decoding before it is not counted).
+
+    ``clock``: a ``() -> seconds`` function (default ``time.perf_counter``; tests inject one)."""
+
+    def __init__(self, minutes: float, clock=time.perf_counter) -> None:
+        minutes = float(minutes)
+        if not minutes > 0 or not math.isfinite(minutes):
+            raise ValueError(f"budget must be a positive number of minutes, got {minutes}")
+        self.seconds = minutes * 60.0
+        self.clock = clock
+        self._start: float | None = None
+        self._carried = 0.0  # seconds used before a resume
+        self.train_times: list[float] = []
+        self.val_time = 0.0
+
+    def start(self) -> None:
+        self._start = self.clock()
+
+    @property
+    def elapsed(self) -> float:
+        return self._carried + (self.clock() - self._start if self._start is not None else 0.0)
+
+    @property
+    def remaining(self) -> float:
+        return self.seconds - self.elapsed
+
+    def record(self, train_seconds: float, validate_seconds: float | None = None) -> None:
+        self.train_times.append(float(train_seconds))
+        if validate_seconds is not None:
+            self.val_time = float(validate_seconds)
+
+    def next_epoch_cost(self) -> float:
+        """Predicted cost of one more epoch: the slowest of the last three trainings (a neighbour's
+        load makes epochs uneven; under-predicting overruns) plus the last validation."""
+        recent = self.train_times[-3:]
+        return (max(recent) if recent else 0.0) + self.val_time
+
+    def another_epoch_fits(self, validate_now: bool = True) -> bool:
+        """After an epoch's training: would the *next* epoch (and its validation) still fit, once this
+        epoch's validation (``validate_now``) is paid for?"""
+        pending = self.val_time if validate_now else 0.0
+        return self.remaining - pending >= self.next_epoch_cost()
+
+    def progress(self) -> float:
+        return min(1.0, max(0.0, self.elapsed / self.seconds))
+
+    def state_dict(self) -> dict:
+        return {"elapsed": self.elapsed, "train_times": list(self.train_times), "val_time": self.val_time}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._carried = float(state.get("elapsed", 0.0))
+        self.train_times = [float(t) for t in state.get("train_times", [])]
+        self.val_time = float(state.get("val_time", 0.0))
+        self._start = None
+
+
+def cosine_factor(progress: float) -> float:
+    """Cosine decay from 1 to 0 over progress 0..1 (the shape of ``CosineAnnealingLR``)."""
+    p = min(1.0, max(0.0, float(progress)))
+    return 0.5 * (1.0 + math.cos(math.pi * p))
