@@ -33,7 +33,7 @@ fi
 # torch/torchvision first and pinned: these exact builds lie on the machine's disk; an unpinned
 # torch would pull a multi-GB CUDA build from the network.
 if ! "$VENV/bin/python" -c "import torch, torchvision, sys; sys.exit(torch.__version__.split('+')[0] != '2.14.1')" 2>/dev/null; then
-  quiet "installing torch 2.14.1 / torchvision 0.29.1 (CPU build; the largest download)" \
+  quiet "installing torch 2.14.1 / torchvision 0.29.1 (pinned; the largest package: several GB)" \
     "$VENV/bin/python" -m pip install -q torch==2.14.1 torchvision==0.29.1
 fi
 if ! "$VENV/bin/python" -c "import zoo, mlflow, timm, umap, igraph, pytest" 2>/dev/null \

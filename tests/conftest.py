@@ -23,3 +23,15 @@ def _restore_mlflow_environment():
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for tests on tiny tensors: two OpenMP threads on a busy 2-core machine spin
+    ~30x slower than one."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

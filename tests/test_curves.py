@@ -12,12 +12,8 @@ from zoo.registry import UnknownNameError
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread (two OpenMP threads on a busy 2-core machine spin ~30x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Tiny tensors: one torch thread for every test here (fixture in conftest.py)."""
 
 
 def straight_lineage(direction, n_stages=5, per_stage=30, noise=0.05, seed=0):

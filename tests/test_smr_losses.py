@@ -13,12 +13,8 @@ CLASSES = ["blast", "promyelocyte", "myelocyte", "proerythroblast", "basophilic_
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny tensors: one thread (two OpenMP threads on a busy 2-core machine spin ~30x slower)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+def _one_thread(one_torch_thread):
+    """Tiny tensors: one torch thread for every test here (fixture in conftest.py)."""
 
 
 def toy(n_per=8, dim=6, seed=0):
