@@ -242,13 +242,15 @@ def test_class_maps_both_directions(tmp_path):
 
 
 def test_configure_follows_a_changed_tracking_uri_for_the_registry(tmp_path, monkeypatch):
-    """MLflow writes the registry URI it is given into $MLFLOW_REGISTRY_URI; the next configure()
-    with another tracking URI must move the registry too instead of reading that value back."""
+    """MLflow writes the registry URI it is given into $MLFLOW_REGISTRY_URI (and child processes
+    inherit it); the next configure() with another tracking URI must move the registry too instead
+    of reading that value back. Only $ZOO_REGISTRY_URI chooses another registry."""
     import mlflow
 
     from zoo.tracking import store
 
     monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    monkeypatch.delenv("ZOO_REGISTRY_URI", raising=False)
     first, second = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", first)
     store.configure()
@@ -256,6 +258,9 @@ def test_configure_follows_a_changed_tracking_uri_for_the_registry(tmp_path, mon
     monkeypatch.setenv("MLFLOW_TRACKING_URI", second)
     store.configure()
     assert mlflow.get_registry_uri() == second
-    monkeypatch.setenv("MLFLOW_REGISTRY_URI", f"sqlite:///{tmp_path / 'user.db'}")  # the user's own choice wins
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", first)  # a stale value, as a child process inherits it
+    store.configure()
+    assert mlflow.get_registry_uri() == second
+    monkeypatch.setenv("ZOO_REGISTRY_URI", f"sqlite:///{tmp_path / 'user.db'}")  # the user's own choice wins
     store.configure()
     assert mlflow.get_registry_uri() == f"sqlite:///{tmp_path / 'user.db'}"

@@ -92,27 +92,20 @@ def configure() -> str:
     """Point MLflow's tracking *and* registry at the zoo's store; return the tracking URI.
 
     Idempotent and cheap; every zoo entry point (run setup, registry, evaluation, CLI) calls it.
-    ``$MLFLOW_REGISTRY_URI`` (if set) is honoured for the registry, like MLflow does.
+    The registry is the tracking store unless ``$ZOO_REGISTRY_URI`` names another one.
+    ``$MLFLOW_REGISTRY_URI`` is deliberately not read: ``mlflow.set_registry_uri`` writes it into the
+    environment itself, so a child process (``mlflow run``'s entry point, a test's subprocess, a
+    tuning worker) inherits the parent's value even when it was started with another
+    ``$MLFLOW_TRACKING_URI`` — it would register into one store and look models up in another.
     """
     import mlflow
 
-    global _registry_set
     uri = tracking_uri()
     if uri.startswith("sqlite:///") and not os.environ.get("MLFLOW_TRACKING_URI"):
         _initialise_sqlite(uri)
     mlflow.set_tracking_uri(uri)
-    # mlflow.set_registry_uri also writes $MLFLOW_REGISTRY_URI: a value this function put there on an
-    # earlier call is ours, not the user's, and must not pin the registry to an old store when the
-    # tracking URI has changed since.
-    registry = os.environ.get("MLFLOW_REGISTRY_URI")
-    if not registry or registry == _registry_set:
-        registry = uri
-    mlflow.set_registry_uri(registry)
-    _registry_set = registry
+    mlflow.set_registry_uri(os.environ.get("ZOO_REGISTRY_URI") or uri)
     return uri
-
-
-_registry_set: str | None = None  # the registry URI configure() last set (and MLflow wrote to the env)
 
 
 # MLflow 3's UI opens an experiment without this tag in its GenAI view (traces, prompts); the zoo's
