@@ -34,17 +34,10 @@ print("RESULT" + json.dumps({"kind": model.kind, "schema": [c for c, _ in model.
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    from tiny_data import make_tiny_prepared
+    from tiny_data import tiny_project
 
     home = tmp_path_factory.mktemp("contract")
-    with pytest.MonkeyPatch.context() as mp:
-        for var in ("MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID",
-                    "ZOO_DATA_DIR"):
-            mp.delenv(var, raising=False)
-        mp.setenv("ZOO_HOME", str(home))
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
-        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        make_tiny_prepared(home)
+    with tiny_project(home):
         yield home
 
 

@@ -7,6 +7,7 @@ on 12. Used by the contract test and the protocol tests; nothing is downloaded.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -50,3 +51,20 @@ def make_tiny_prepared(home: Path, name: str = "tiny"):
 #: common parameters that make any family train in seconds on the tiny set
 TINY = {"dataset": "tiny", "fold": "0", "epochs": "1", "patience": "1", "img_size": "32", "batch_size": "8",
         "backbone": "resnet10t", "num_workers": "0", "seed": "0"}
+
+
+@contextmanager
+def tiny_project(home: Path):
+    """``home`` as an isolated zoo project (its own ZOO_HOME and SQLite store, no inherited MLflow
+    run/experiment) holding the tiny prepared dataset, for the duration of the block."""
+    import pytest
+
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_EXPERIMENT_ID",
+                    "ZOO_DATA_DIR"):
+            mp.delenv(var, raising=False)
+        mp.setenv("ZOO_HOME", str(home))
+        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{home / 'mlflow.db'}")
+        mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
+        make_tiny_prepared(home)
+        yield home
