@@ -14,6 +14,12 @@ RBF-SVM on its features. Used two ways:
 
     python benchmarks/plain_loop.py --dataset pbc --fold 0 --minutes 12 [--families tml,guided]
 
+  or each side in its own process at the same time, so they share the machine's load alike::
+
+    python benchmarks/plain_loop.py --families "" --threads 1 &
+    python benchmarks/plain_loop.py --no-plain --families tml --threads 1 &
+    python benchmarks/plain_loop.py --no-plain --families guided --threads 1 &
+
   (prepare PBC first: ``zoo data ingest ../shared/data/pbc --name pbc --reader pbc``).
 """
 
@@ -194,6 +200,11 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"))
     ap.add_argument("--families", default="tml,guided", help="zoo families to run beside the plain loop")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--zoo-params", default="", help="extra training parameters of the zoo side, "
+                                                      "e.g. val_every=4,svm_every=1")
+    ap.add_argument("--no-plain", action="store_true",
+                    help="only the zoo families: to run each side in its own process at the same time "
+                         "(e.g. three processes of --threads 1), so every side sees the same load")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from zoo.families.runner import load_dataset
@@ -203,11 +214,14 @@ def main(argv=None) -> int:
     probe_model = timm.create_model("resnet18", num_classes=len(dataset.classes)).to(memory_format=torch.channels_last)
     prec = resolve_precision(args.precision, torch.device("cpu"), model=probe_model,
                              input_shape=(64, 3, args.img_size, args.img_size))
-    rows = [run_plain(dataset, args.fold, args.minutes, args.img_size, args.seed, prec.dtype)]
-    print(json.dumps(rows[-1]), flush=True)
+    rows = []
+    if not args.no_plain:
+        rows.append(run_plain(dataset, args.fold, args.minutes, args.img_size, args.seed, prec.dtype))
+        print(json.dumps(rows[-1]), flush=True)
     for fam in [f for f in args.families.split(",") if f]:
         rows.append(run_zoo(fam, args.dataset, args.fold, args.minutes, args.seed,
-                            {"img_size": args.img_size, "precision": args.precision}))
+                            {"img_size": args.img_size, "precision": args.precision,
+                             **dict(kv.split("=", 1) for kv in args.zoo_params.split(",") if kv)}))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\nequal wall time ({args.minutes:g} min of training each), {args.dataset} fold {args.fold}, "
           f"precision {prec.name} ({prec.reason}); machine shared, timings noisy")

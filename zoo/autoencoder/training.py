@@ -84,7 +84,7 @@ class AutoencoderTrainer(Trainer):
     provides, e.g. ``val_loss`` from :class:`ValidationLoss`)."""
 
     def compute_loss(self, batch: tuple) -> torch.Tensor:
-        return self.loss_fn(self.model, to_unit(batch[0]))
+        return self.loss_fn(self.net, to_unit(batch[0]))
 
     def embed_batch(self, batch: tuple) -> torch.Tensor:
         view = self.loss_fn.suppression.eval_view(to_unit(batch[0]))

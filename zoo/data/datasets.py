@@ -87,6 +87,7 @@ class CellDataset(Dataset):
         if self.return_mask and not any(self.mask_paths):
             raise ValueError("return_mask=True but no row of this dataset has a mask")
         self.targets = torch.tensor([self.class_to_idx[c] for c in df["label"]], dtype=torch.long)
+        self.shard: tuple[int, int] | None = None  # (rank, world_size): a DDP rank's share (make_loaders)
         self.batch_transform = None
         if batch_augment and transform is None:
             from .batch_augment import BatchAugment
@@ -275,6 +276,7 @@ def make_loaders(
     augment: dict | None = None,
     batch_augment: bool | str = "auto",
     eval_batch_size: int | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> dict[str, DataLoader]:
     """``{"train", "val", "test"}`` DataLoaders for fold ``fold`` of a prepared dataset (name,
     path or :class:`PreparedDataset`). Label indices follow ``prepared.classes`` in every split.
@@ -289,6 +291,9 @@ def make_loaders(
     With it, ``num_workers="auto"`` is 0 (a batch is one slice of the cache: workers would only
     add copies). ``eval_batch_size``: batch size of the val/test loaders (default ``batch_size``;
     inference has no gradient memory, so 256+ costs less Python per image).
+    ``shard=(rank, world_size)``: the training split is this rank's disjoint, class-stratified
+    share (:func:`zoo.train.distributed.shard_positions`) and the sampler is built on it (DDP);
+    val/test stay whole. The training dataset records it as ``.shard``.
     """
     from .prepared import PreparedDataset
 
@@ -316,10 +321,15 @@ def make_loaders(
     loaders = {}
     for name, part in parts.items():
         train = name == "train"
+        if train and shard is not None:
+            from zoo.train.distributed import shard_positions
+
+            part = part.iloc[shard_positions(part["label"].astype(str).to_numpy(), *shard, seed=seed)]
         data = CellDataset(part, ds.root, ds.classes, img_size, train=train, cache=cache,
                            return_mask=return_mask, prepared_dir=ds.path, augment=augment,
                            cache_workers=workers, batch_augment=batch_augment)
         if train:
+            data.shard = shard
             smp = _make_sampler(sampler, data.targets, batch_size, m_per_class, gen)
             loaders[name] = DataLoader(data, batch_size=batch_size, shuffle=smp is None, sampler=smp,
                                        drop_last=len(data) > batch_size, generator=gen, **common)
@@ -380,5 +390,8 @@ def _make_sampler(kind: str | None, targets: torch.Tensor, batch_size: int, m: i
         if batch_size % m or m * n_classes < batch_size:
             raise ValueError(f"m_per_class sampler: batch_size ({batch_size}) must be a multiple of m ({m}) "
                              f"and at most m x classes present ({m} x {n_classes})")
-        return MPerClassSampler(targets.tolist(), m=m, batch_size=batch_size, length_before_new_iter=len(targets))
+        # At least one batch per epoch: a small set (or a DDP rank's shard of one) with fewer rows than
+        # a batch draws its one batch with replacement instead of failing PML's length assertion.
+        return MPerClassSampler(targets.tolist(), m=m, batch_size=batch_size,
+                                length_before_new_iter=max(len(targets), batch_size))
     raise ValueError(f"sampler must be None, 'balanced' or 'm_per_class', got {kind!r}")

@@ -52,7 +52,7 @@ class ClassifierTrainer(Trainer):
     validation set (no training-set embedding, no SVM stage)."""
 
     def compute_loss(self, batch: tuple) -> torch.Tensor:
-        logits = self.model(batch[0])
+        logits = self.net(batch[0])
         with torch.autocast(device_type=self.device.type, enabled=False):  # the loss in float32
             return self.loss_fn(logits.float(), batch[-1])
 

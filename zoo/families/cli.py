@@ -66,11 +66,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if "--markdown" in args.params:
         print(params_markdown(args.family))
         return 0
+    from zoo.train import distributed
+
     with param_syntax(getattr(args, "param_syntax", "cli")):
         params = parse_param_args(args.params)
+        if not distributed.from_env().enabled:
+            from zoo.families.runner import build_family
+
+            cfg = build_family(args.family, params).cfg  # a bad parameter fails here, before any launch
+            if cfg.nproc > 1:
+                return _launch_torchrun(args.family, args.params, cfg.nproc, cfg.restarts)
         result = train(args.family, params)
-    print(result.describe())
+    if distributed.from_env().is_main:
+        print(result.describe())
     return 0
+
+
+def _launch_torchrun(family: str, tokens: Sequence[str], nproc: int, restarts: int) -> int:
+    """``zoo train <family> ...`` again in ``nproc`` processes under torchrun; its exit code. Under
+    ``mlflow run`` the workers inherit ``MLFLOW_RUN_ID`` and rank 0 logs into that run."""
+    from zoo.train import distributed
+
+    print(f"zoo: training {family} in {nproc} processes (torchrun --standalone --nproc-per-node={nproc} "
+          f"--max-restarts={restarts} -m zoo.cli train {family} ...)", flush=True)
+    return distributed.launch(nproc, ["train", family, *tokens], max_restarts=restarts)
 
 
 def add_commands(subparsers) -> None:
@@ -94,36 +113,30 @@ def add_commands(subparsers) -> None:
     c.add_argument("--guides", default="all", help="comma-separated guide names or 'all' (default: all)")
     c.add_argument("--no-tml", action="store_true", help="skip the TML baseline")
     for name in ("losses", "folds", *_COMPARE_COMMON):
-        default = COMPARE_DEFAULTS.get(name)
-        what = _COMPARE_HELP.get(name, "common training parameter")
-        shown = default if default is not None else "none" if name == "preset" else "the training preset's"
-        c.add_argument(f"--{name}", default=None, help=f"{what} (default: {shown})")
+        default = COMPARE_DEFAULTS[name]
+        what = _COMPARE_HELP.get(name, "common training parameter; none = the preset's")
+        c.add_argument(f"--{name}", default=default, help=f"{what} (default: {default})")
     c.set_defaults(func=_cmd_compare)
 
 
-# compare-guides defaults: the same as the MLproject entry point `compare_guides` (sized to finish
-# in under an hour on 2 CPU cores); tests/test_cli_errors.py checks that the two agree. They apply
-# only when no comparison preset (screen, paper) is chosen, so a preset is never overridden.
-COMPARE_DEFAULTS = {"losses": "inverse_umap,distance", "folds": "2", "epochs": "4", "patience": "2",
-                    "img_size": "32", "limit": "1200", "svm_every": "2", "seed": "0"}
-_COMPARE_HELP = {"losses": "comma-separated guided losses", "folds": "number of CV iterations to run",
-                 "preset": "comparison preset screen|paper (its own folds, losses and training parameters "
-                           "replace these defaults) or a training preset"}
-
-
+# compare-guides defaults: the same as the MLproject entry point `compare_guides`;
+# tests/test_cli_errors.py checks that the two agree. The comparison preset `screen` (~1 hour on 2 CPU
+# cores) sizes the run; every other parameter defaults to "none" = the preset's value, so a value
+# given on the command line overrides the preset and nothing else does.
 _COMPARE_COMMON = ("epochs", "patience", "img_size", "batch_size", "backbone", "lr", "svm_every", "limit",
-                   "seed", "preset", "device")
+                   "seed", "preset", "device", "budget", "val_every")
+COMPARE_DEFAULTS = {"preset": "screen", **{name: "none" for name in ("losses", "folds", *_COMPARE_COMMON)
+                                           if name != "preset"}}
+_COMPARE_HELP = {"losses": "comma-separated guided losses", "folds": "number of CV iterations to run",
+                 "preset": "comparison preset screen|paper (sets folds, losses and training parameters; "
+                           "the ones given here override it) or a training preset (3 folds, both losses)"}
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from zoo.families.compare import compare_guides
 
-    from zoo.families.compare import COMPARE_PRESETS
-
     given = {k: getattr(args, k) for k in ("losses", "folds", *_COMPARE_COMMON)}
-    if given.get("preset") not in COMPARE_PRESETS:
-        given = {**COMPARE_DEFAULTS, **{k: v for k, v in given.items() if v is not None}}
-    params = {k: v for k, v in given.items() if v not in (None, "auto", "none", "")}
+    params = {k: v for k, v in given.items() if v not in (None, "none", "")}
     table = compare_guides(dataset=args.dataset, guides=args.guides, losses=params.pop("losses", None),
                            folds=params.pop("folds", None), tml=not args.no_tml, **params)
     cols = [c for c in ("guide", "loss", "f1_mean", "f1_std", "mcs_mean", "mcs_std", "f1_vs_tml") if c in table]

@@ -319,6 +319,10 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("val_every", int, AUTO, "validate (SVM stage) every N epochs and at the last", low=1),
     Param("cv_run", str, None, "fold=final: run id of a fold=all parent; its chosen epoch count and test "
                                "estimate are used", allow_none=True),
+    Param("nproc", int, 1, "training processes on this host: > 1 runs DDP under torchrun (gloo on CPU, nccl on "
+                           "GPU; each process trains on its share of the rows with the batch size given)", low=1),
+    Param("restarts", int, 0, "with nproc > 1: torchrun restarts the workers this many times after a failure; "
+                              "they resume from the last checkpoint", low=0),
 )
 COMMON_NAMES: tuple[str, ...] = tuple(p.name for p in COMMON_PARAMS)
 
@@ -349,6 +353,8 @@ class TrainConfig:
     budget: float | None = None
     val_every: int = 1
     cv_run: str | None = None
+    nproc: int = 1
+    restarts: int = 0
     family_params: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -96,11 +96,28 @@ def run_training(family: str | Family, raw: Mapping[str, Any] | None = None, *, 
                  callbacks: Iterable = (), log_model: bool = True) -> TrainingResult:
     """Train ``family`` (a name with entry-point parameters ``raw``, or a built :class:`Family`).
     ``callbacks``: extra Trainer callbacks (tuning pruner, time budget) handed to every fold
-    through :attr:`FoldContext.callbacks`."""
-    from zoo.tracking import store
-    from zoo.tracking.runs import log_cv_summary, start_run
+    through :attr:`FoldContext.callbacks`.
+
+    Under torchrun (``nproc`` > 1) every rank runs this; only rank 0 has MLflow runs and registers
+    (the other ranks' runs are :class:`zoo.tracking.runs.RankShadowRun`)."""
+    from zoo.train import distributed
 
     fam = family if isinstance(family, Family) else build_family(family, raw or {})
+    if fam.cfg.nproc > 1 and not distributed.from_env().enabled:
+        raise ValueError(f"nproc={fam.cfg.nproc}: multi-process training is launched by `zoo train` / `mlflow run` "
+                         "(or run this under `torchrun --nproc-per-node=N`); here use nproc=1")
+    with distributed.session() as dctx:
+        if dctx.enabled and distributed.restart_count() and not fam.cfg.resume:
+            # torchrun restarted the workers after a failure: continue from the last checkpoint
+            log.warning("torchrun restart %d: resuming from the last checkpoint", distributed.restart_count())
+            fam.cfg.resume = True
+        return _run_training(fam, dctx, progress=progress, callbacks=callbacks, log_model=log_model)
+
+
+def _run_training(fam: Family, dctx, *, progress: bool, callbacks: Iterable, log_model: bool) -> TrainingResult:
+    from zoo.tracking import store
+    from zoo.tracking.runs import log_cv_summary, rank_run
+
     cfg = fam.cfg
     dataset = load_dataset(cfg.dataset)
     if isinstance(cfg.fold, int) and not 0 <= cfg.fold < dataset.n_folds:
@@ -122,22 +139,23 @@ def run_training(family: str | Family, raw: Mapping[str, Any] | None = None, *, 
     if cv is not None:
         cfg.epochs = cv["epochs"]
         cfg.patience = cv["epochs"]  # train the epochs the CV chose; the val slice only picks the SVM
-    _warn_foreign_experiment(cfg.family)
+    if dctx.is_main:
+        _warn_foreign_experiment(cfg.family)
     params = {**cfg.to_dict(), **fam.params}
     if init_from:
         params["pretrained"] = init_from  # the URI, not the downloaded file's temporary path
     callbacks = tuple(callbacks)
 
     if cfg.fold == "all":
-        with start_run(cfg.family, dataset=dataset, fold="all", params=params, config=params,
-                       name_parts=[*fam.name_parts(), "cv"], tags={**fam.tags(), **fam.gate_tags()}) as parent:
+        with rank_run(cfg.family, dataset=dataset, fold="all", params=params, config=params,
+                      name_parts=[*fam.name_parts(), "cv"], tags={**fam.tags(), **fam.gate_tags()}) as parent:
             results = [train_fold(fam, dataset, k, nested=True, progress=progress, callbacks=callbacks,
                                   log_model=log_model) for k in range(dataset.n_folds)]
-            summary = log_cv_summary(parent, [r.metrics for r in results])
+            summary = log_cv_summary(parent, [r.metrics for r in results]) if dctx.is_main else {}
             parent.set_tags(_cv_tags(fam, results))
             best = _best(fam, results)
             registered = None
-            if cfg.register and best.model_uri:
+            if cfg.register and best.model_uri and dctx.is_main:
                 registered = _register(fam, best, extra_tags={"cv_parent": parent.run_id})
                 parent.set_tags({"registered_version": registered, "registered_fold": str(best.fold)})
             return TrainingResult(cfg.family, cfg, results, parent.run_id, summary, registered, fam.primary_metric)
@@ -145,7 +163,7 @@ def run_training(family: str | Family, raw: Mapping[str, Any] | None = None, *, 
     result = train_fold(fam, dataset, cfg.fold, nested=False, progress=progress, callbacks=callbacks,
                         log_model=log_model, cv=cv)
     registered = None
-    if cfg.register and result.model_uri:
+    if cfg.register and result.model_uri and dctx.is_main:
         registered = _register(fam, result, extra_tags={"cv_parent": cv["run_id"]} if cv else None)
     return TrainingResult(cfg.family, cfg, [result], result.run_id, {}, registered, fam.primary_metric)
 
@@ -268,16 +286,20 @@ def _loader_factory(cfg: TrainConfig, dataset, fold: int | str, split: dict[str,
              batch_size: int | None = None, augment: dict | None = None, return_mask: bool = False) -> dict:
         from zoo.data.datasets import make_loaders
 
+        from zoo.train import distributed
+
         img = int(img_size or cfg.img_size)
         bs = int(batch_size or cfg.batch_size)
+        shard = distributed.context().shard  # under DDP each rank trains on its share of the rows
         key = (str(dataset.path), dataset.digest, fold, img, bs, cfg.num_workers, cfg.limit, cfg.seed, sampler,
-               m_per_class, json.dumps(augment, sort_keys=True, default=str), return_mask)
+               m_per_class, json.dumps(augment, sort_keys=True, default=str), return_mask, shard)
         cached = _LOADER_CACHE.get(key) if _LOADER_CACHE is not None else None
         if cached is not None:
             return cached
         source, k = (_final_view(dataset, split), 0) if fold == FINAL else (dataset, int(fold))
         loaders = make_loaders(source, k, img, bs, num_workers=cfg.num_workers, limit=cfg.limit, seed=cfg.seed,
-                               sampler=sampler, m_per_class=m_per_class, augment=augment, return_mask=return_mask)
+                               sampler=sampler, m_per_class=m_per_class, augment=augment, return_mask=return_mask,
+                               shard=shard)
         if _LOADER_CACHE is not None:
             _LOADER_CACHE.clear()  # one fold at a time: bounded memory
             _LOADER_CACHE[key] = loaders
@@ -290,7 +312,8 @@ def _checkpoint_dir(cfg: TrainConfig, fam: Family, fold: int | str) -> Path:
     """Stable per configuration and fold, so ``resume=true`` finds the interrupted run's state."""
     from zoo.paths import project_dir
 
-    keyed = {k: v for k, v in cfg.to_dict().items() if k not in ("resume", "register", "device", "num_workers")}
+    keyed = {k: v for k, v in cfg.to_dict().items() if k not in ("resume", "register", "device", "num_workers",
+                                                                      "nproc", "restarts")}
     keyed.update(fam.params, fold=fold)
     digest = hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:10]
     return project_dir() / "checkpoints" / cfg.family / f"{cfg.dataset}-f{fold}-{digest}"
@@ -305,7 +328,8 @@ def train_fold(fam: Family, dataset, fold: int | str, *, nested: bool, progress:
     """Train one fold of ``fam`` in its own run (a child of the active run when ``nested``)."""
     import mlflow
 
-    from zoo.tracking.runs import start_run
+    from zoo.tracking.runs import rank_run
+    from zoo.train import distributed
 
     cfg = fam.cfg
     ckpt_dir = _checkpoint_dir(cfg, fam, fold) if checkpoints else None
@@ -320,16 +344,16 @@ def train_fold(fam: Family, dataset, fold: int | str, *, nested: bool, progress:
         else:
             log.warning("resuming run %s from %s", resume_run, ckpt_dir)
             outer = mlflow.active_run()
-            if outer is not None and not nested:
+            if outer is not None and not nested and distributed.context().is_main:
                 # `mlflow run` made a new run for this invocation; the work continues in the old one.
                 mlflow.set_tags({"resumed_into": resume_run})
                 mlflow.end_run()
     params = {**cfg.to_dict(), **fam.params, "fold": fold}
     if getattr(fam, "init_from", None):
         params["pretrained"] = fam.init_from
-    with start_run(cfg.family, dataset=dataset, fold=fold, params=params, config=params, nested=nested,
-                   name_parts=fam.name_parts(), tags={**fam.tags(), **fam.gate_tags()},
-                   run_id=None if nested else resume_run) as run:
+    with rank_run(cfg.family, dataset=dataset, fold=fold, params=params, config=params, nested=nested,
+                  name_parts=fam.name_parts(), tags={**fam.tags(), **fam.gate_tags()},
+                  run_id=None if nested else resume_run) as run:
         return _fit_in_run(run, fam, dataset, fold, ckpt_dir, progress, tuple(callbacks), log_model, embedding_map,
                            cv)
 
@@ -367,7 +391,7 @@ def _fit_in_run(run, fam: Family, dataset, fold: int | str, ckpt_dir: Path | Non
         if any(ctx.out_dir.iterdir()):
             run.log_artifacts(ctx.out_dir, "family")
         model_uri = None
-        if log_model and outcome.model is not None:
+        if log_model and outcome.model is not None and run.tracked:
             from zoo.tracking.packaging import log_zoo_model
 
             model_uri = log_zoo_model(outcome.model, metadata={**gate, **fam.tags()}).model_uri

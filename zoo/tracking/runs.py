@@ -143,6 +143,8 @@ class TrackedRun:
     """One MLflow run, addressed by id through the client (so a CV parent can still be written
     to while a child run is active)."""
 
+    tracked = True  # False for a DDP rank's shadow (RankShadowRun): nothing is written
+
     def __init__(self, run_id: str):
         from mlflow.tracking import MlflowClient
 
@@ -316,6 +318,71 @@ def start_run(
         if dataset is not None and log_dataset:
             run.log_dataset(dataset, context="training")
         yield run
+
+
+@contextmanager
+def rank_run(family: str, **kwargs: Any) -> Iterator[TrackedRun]:
+    """:func:`start_run` on rank 0 of a torchrun job (and in any single process); on the other
+    ranks a :class:`RankShadowRun` with rank 0's run id, so only one MLflow run exists per job.
+    Every rank must enter it at the same point (rank 0 broadcasts the id)."""
+    from zoo.train import distributed
+
+    ctx = distributed.context()
+    if not ctx.enabled:
+        with start_run(family, **kwargs) as run:
+            yield run
+        return
+    if ctx.is_main:
+        with start_run(family, **kwargs) as run:
+            distributed.broadcast(run.run_id, ctx)
+            yield run
+        return
+    yield RankShadowRun(distributed.broadcast(None, ctx))
+
+
+class RankShadowRun(TrackedRun):
+    """A non-zero rank's stand-in for rank 0's run: the same methods, and none of them writes (only
+    rank 0 talks to MLflow, so a DDP job has one run, one set of metrics, one model)."""
+
+    tracked = False
+
+    def __init__(self, run_id: str):  # no client: this rank never reads or writes the run
+        self.run_id = run_id
+        self.experiment_id = None
+
+    @property
+    def run(self):
+        raise RuntimeError("only rank 0 reads the MLflow run of a DDP job")
+
+    def log_params(self, params: Mapping[str, Any]) -> dict[str, str]:
+        return {}
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None, prefix: str = "") -> dict[str, float]:
+        return numeric_items(metrics, prefix)
+
+    def log_dataset(self, dataset, context: str = "training", frame=None) -> None:
+        pass
+
+    def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
+        pass
+
+    def log_figure(self, figure, artifact_file: str, close: bool = True) -> None:
+        if close:
+            import matplotlib.pyplot as plt
+
+            plt.close(figure)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def log_artifacts(self, directory: str | Path, artifact_path: str | None = None) -> None:
+        pass
+
+    def artifact_uri(self, artifact_path: str = "") -> str:
+        raise RuntimeError("only rank 0 has the artifact store of a DDP job")
 
 
 def _env_run_id() -> str | None:

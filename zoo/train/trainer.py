@@ -19,6 +19,10 @@ and the cosine schedule spans the budget (see :mod:`zoo.train.budget`).
 
 ``fit()`` leaves the best epoch's weights in the model and returns a :class:`FitResult`.
 
+Under ``torchrun`` (:mod:`zoo.train.distributed`) the model trains as ``DistributedDataParallel``
+(``self.net``; ``self.model`` stays the plain module), embeddings are gathered to every rank, rank
+0's epoch metrics and decisions are broadcast, and only rank 0 logs and writes checkpoints.
+
 Families whose model does not map a batch to embeddings (autoencoders, classifiers...) subclass
 the Trainer and override :meth:`Trainer.compute_loss` and/or :meth:`Trainer.embed_batch`.
 """
@@ -44,6 +48,7 @@ from zoo.evaluate.metrics import classification_metrics, scalar_metrics
 from zoo.evaluate.svm import SVMStage
 
 from . import checkpoint as ckpt
+from . import distributed
 from .callbacks import Callback, state_keys
 from .device import resolve_amp, resolve_device
 from .early_stopping import EarlyStopping
@@ -190,15 +195,26 @@ class Trainer:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be zoo.train.Callback instances, got {type(cb).__name__}")
 
+        self.dist = distributed.ensure()
         self.device = resolve_device(device)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
         self.model = model.to(self.device)
         if precision is None:  # the older switch: float16 AMP on CUDA or nothing
             use_amp = resolve_amp(amp, self.device)
             self.precision = Precision("fp16", torch.float16, True, "amp") if use_amp else \
                 Precision("fp32", None, False, "amp off")
-        else:
-            self.precision = resolve_precision(precision, self.device, model=self.model,
-                                               input_shape=_input_shape(train_loader))
+        else:  # rank 0 measures and decides: every rank must train in the same precision
+            self.precision = distributed.broadcast(
+                resolve_precision(precision, self.device, model=self.model, input_shape=_input_shape(train_loader))
+                if self.dist.is_main else None, self.dist)
+        # The module the training step calls: DDP all-reduces gradients during backward.
+        self.net: nn.Module = self.model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
         log.info("precision %s (%s)", self.precision.name, self.precision.reason)
         self.amp = self.precision.scaler  # float16 AMP: GradScaler, inf steps are skipped
         if batch_transform is None:
@@ -226,8 +242,8 @@ class Trainer:
         self.seed = int(seed)
         self.deterministic = bool(deterministic)
         self.grad_clip = float(grad_clip) if grad_clip is not None else None
-        self.progress = bool(progress)
-        self.logger: MetricsLogger = logger or NullLogger()
+        self.progress = bool(progress) and self.dist.is_main
+        self.logger: MetricsLogger = (logger or NullLogger()) if self.dist.is_main else NullLogger()
         self.extra: dict[str, Any] = dict(extra or {})
 
         if svm is None or svm is True:
@@ -246,6 +262,9 @@ class Trainer:
         if not params:
             raise ValueError("the model has no trainable parameters")
         self.params = params
+        # Trained parameters outside the DDP-wrapped model (a loss's learnt scale): averaged by hand.
+        self._loss_params = [p for p in self.loss_fn.parameters() if p.requires_grad] \
+            if isinstance(self.loss_fn, nn.Module) else []
         self.optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
         # Under a budget the cosine decay follows the budget's progress, set per step (see
         # _budget_lr); the per-epoch scheduler is then constant.
@@ -303,7 +322,7 @@ class Trainer:
     def compute_loss(self, batch: tuple) -> torch.Tensor:
         """Loss of one training batch (already on the device, inside autocast)."""
         images, labels = batch[0], batch[-1]
-        embeddings = self.model(images)
+        embeddings = self.net(images)
         # The loss (distances, mining, guide targets) in float32, whatever the autocast dtype.
         with torch.autocast(device_type=self.device.type, enabled=False):
             return self.loss_fn(embeddings.float(), labels)
@@ -314,7 +333,25 @@ class Trainer:
 
     # --- embeddings -----------------------------------------------------------------------------
     def embed(self, loader: Iterable, desc: str = "embed") -> tuple[np.ndarray, np.ndarray]:
-        """(embeddings float32 (N, D), labels int64 (N,)) of a whole loader, in eval mode."""
+        """(embeddings float32 (N, D), labels int64 (N,)) of a whole loader, in eval mode.
+
+        Under DDP every rank gets the whole result: a loader over a rank's training shard is
+        embedded by its rank, any other DataLoader is sliced across ranks; the parts are gathered
+        in rank order (for a sliced loader, that is the loader's order)."""
+        if not self.dist.enabled:
+            return self._embed_local(loader, desc)
+        if isinstance(loader, DataLoader) and distributed.shard_of(loader.dataset) is None:
+            part = distributed.chunk(len(loader.dataset), self.dist.rank, self.dist.world_size)
+            loader = DataLoader(torch.utils.data.Subset(loader.dataset, list(part)),
+                                batch_size=loader.batch_size or 64, shuffle=False, num_workers=loader.num_workers,
+                                collate_fn=loader.collate_fn, pin_memory=loader.pin_memory)
+        emb, y = self._embed_local(loader, desc, allow_empty=True)
+        emb, y = distributed.gather_concat((emb, y), self.dist)
+        if not len(y):
+            raise ValueError(f"{desc}: the loader yielded no batches (empty dataset?)")
+        return emb, y
+
+    def _embed_local(self, loader: Iterable, desc: str, allow_empty: bool = False) -> tuple[np.ndarray, np.ndarray]:
         was_training = self.model.training
         self.model.eval()
         chunks, labels = [], []
@@ -327,6 +364,8 @@ class Trainer:
         finally:
             self.model.train(was_training)
         if not chunks:
+            if allow_empty:  # a rank whose slice is empty (fewer rows than ranks)
+                return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64)
             raise ValueError(f"{desc}: the loader yielded no batches (empty dataset?)")
         emb = torch.cat(chunks).numpy()
         if not np.isfinite(emb).all():
@@ -369,12 +408,14 @@ class Trainer:
         if not isinstance(loader, DataLoader) or targets is None:
             raise TypeError("svm_train_max needs a DataLoader over a dataset with `targets` (or a TensorDataset "
                             "whose last tensor is the labels) as train_eval_loader")
-        if len(dataset) <= self.svm_train_max:
+        # Under DDP each rank embeds its own training shard: its share of the subsample.
+        max_n = -(-self.svm_train_max // self.dist.world_size) if distributed.shard_of(dataset) else self.svm_train_max
+        if len(dataset) <= max_n:
             self._svm_subsample_loader = loader
             return loader
         from zoo.data.datasets import stratified_indices
 
-        idx = stratified_indices(targets, self.svm_train_max, seed=self.seed)
+        idx = stratified_indices(targets, max_n, seed=self.seed)
         self._svm_subsample_loader = DataLoader(
             torch.utils.data.Subset(dataset, idx.tolist()), batch_size=loader.batch_size or 64, shuffle=False,
             num_workers=loader.num_workers, collate_fn=loader.collate_fn, pin_memory=loader.pin_memory)
@@ -398,9 +439,14 @@ class Trainer:
         if isinstance(self.batch_transform, nn.Module):
             self.batch_transform.train()
         start = time.perf_counter()
-        bar = tqdm(self.train_loader, desc=f"epoch {epoch}/{self.epochs}", leave=False,
+        # DDP: every rank must take the same number of steps (each all-reduce waits for all); the
+        # shards' loaders can differ by a batch.
+        n_steps = distributed.reduce_min(len(self.train_loader), self.dist) if self.dist.enabled else None
+        bar = tqdm(self.train_loader, desc=f"epoch {epoch}/{self.epochs}", leave=False, total=n_steps,
                    disable=not self.progress, dynamic_ncols=True)
         for i, batch in enumerate(bar, start=1):
+            if n_steps is not None and i > n_steps:
+                break
             batch = self._augment(self._to_device(batch))
             if self._budget_cosine:
                 self._budget_lr(epoch, i)
@@ -411,6 +457,8 @@ class Trainer:
                 raise NonFiniteLossError("loss", epoch, i, value, self.current_lr)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
+            if self.dist.enabled and self._loss_params:
+                distributed.average_gradients(self._loss_params, self.dist)
             if self.amp:
                 self.scaler.unscale_(self.optimizer)
             grad_norm = self._grad_norm()
@@ -432,6 +480,10 @@ class Trainer:
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
             self.global_step += 1
+            if self.dist.enabled and self.global_step == 1 and isinstance(self.loss_fn, nn.Module):
+                # Losses initialise state from their first batch (the distance loss's scale), and
+                # each rank's first batch differs: rank 0's initialisation for all.
+                distributed.sync_buffers(self.loss_fn, self.dist, parameters=True)
             n_batches += 1
             bs = int(batch[-1].shape[0])
             n_images += bs
@@ -445,6 +497,12 @@ class Trainer:
         self._steps_per_epoch = n_batches
         if n_batches == 0:
             raise ValueError("the training loader yielded no batches (empty dataset, or drop_last with too few samples)")
+        if self.dist.enabled:  # the epoch's loss and throughput over every rank's shard
+            distributed.sync_buffers(self.model, self.dist)
+            if isinstance(self.loss_fn, nn.Module):
+                distributed.sync_buffers(self.loss_fn, self.dist, parameters=True)
+            loss_sum, n_images, *sums = distributed.reduce_sum([loss_sum, n_images, *term_sums.values()], self.dist)
+            term_sums = dict(zip(term_sums, sums))
         self._check_weights(epoch)
         out = {
             "train_loss": loss_sum / n_images,
@@ -610,6 +668,9 @@ class Trainer:
             self.budget.record(clock() - mark)
             if not last and not self.budget.another_epoch_fits(validate_now=self.val_loader is not None):
                 last = self._stopped_on_budget = True
+            # DDP: rank 0's clock decides for all ranks
+            last, self._stopped_on_budget = distributed.broadcast((last, self._stopped_on_budget), self.dist)
+            if self._stopped_on_budget:
                 self.epoch_metrics["stopped_on_budget"] = 1.0
         validate = self.val_loader is not None and (last or epoch % self.val_every == 0)
         if validate:
@@ -626,6 +687,9 @@ class Trainer:
             self.budget.train_times[-1] += clock() - mark
         self.epoch_metrics["epoch_seconds"] = time.perf_counter() - epoch_start
         self.epoch_metrics["validated"] = float(validate)
+        if self.dist.enabled:  # rank 0's metrics and stop request: every rank decides alike
+            self.epoch_metrics, self.should_stop = distributed.broadcast((self.epoch_metrics, self.should_stop),
+                                                                         self.dist)
 
         improved = False
         if self.monitor not in self.epoch_metrics:
@@ -648,7 +712,7 @@ class Trainer:
 
         self._stopped_early = self.early_stopping.should_stop or self.should_stop
         self._finished = self._stopped_early or self._stopped_on_budget or epoch >= self.epochs
-        if self.checkpoint_dir is not None:
+        if self.checkpoint_dir is not None and self.dist.is_main:  # every rank reads them to resume
             if improved:
                 ckpt.save_torch({"epoch": epoch, "metric": self.epoch_metrics[self.monitor], "monitor": self.monitor,
                                  "model": self.best_state}, self.checkpoint_dir / ckpt.BEST)
@@ -728,6 +792,8 @@ class Trainer:
         if state.get("loader_generator") is not None and self._loader_generator() is not None:
             self._loader_generator().set_state(state["loader_generator"])
         self._resumed_from = self.epoch
+        # On the run's charts: where an interrupted run picked up again (after a crash, a torchrun restart)
+        self.logger.log_metrics({"resumed_after_epoch": float(self.epoch)}, step=self.epoch)
         log.info("resumed from %s after epoch %d (best %s=%.4g at epoch %s)", path, self.epoch, self.monitor,
                  self.early_stopping.best, self.early_stopping.best_epoch)
         return self.epoch
