@@ -103,3 +103,44 @@ def test_time_budget_contract():
     assert resumed.elapsed == pytest.approx(40.0)  # a resume gets what is left, not a fresh budget
     with pytest.raises(ValueError, match="positive number of minutes"):
         TimeBudget(0)
+
+
+def test_adaptive_val_every_spaces_costly_validations_to_a_tenth_of_training_and_always_validates_the_last():
+    clock = Clock()
+    t = trainer(epochs=12, budget=TimeBudget(100, clock=clock), callbacks=[Tick(clock, 10.0)], val_every="adaptive")
+    validate = t._validate
+
+    def costly(epoch):  # 15 s of validation beside 30 s of training: every 15 / 3 = 5 epochs
+        clock.now += 15.0
+        return validate(epoch)
+
+    t._validate = costly
+    result = t.fit()
+    assert [int(r["epoch"]) for r in result.history if r["validated"]] == [1, 6, 11, 12]
+    assert result.history[0]["val_interval"] == 5.0
+
+
+def test_adaptive_val_every_without_a_budget_validates_every_epoch():
+    result = trainer(epochs=3, val_every="adaptive").fit()
+    assert [r["validated"] for r in result.history] == [1.0, 1.0, 1.0]
+
+
+def test_validation_interval_follows_the_cost_ratio_within_bounds():
+    b = TimeBudget(10)
+    assert b.validation_interval() == 1  # nothing measured yet
+    b.train_times, b.val_time = [10.0, 12.0, 10.0], 3.0
+    assert b.validation_interval() == 3
+    b.val_time = 0.4
+    assert b.validation_interval() == 1
+    b.val_time = 500.0
+    assert b.validation_interval() == 8
+
+
+def test_val_every_parameter_takes_adaptive_or_a_count():
+    from zoo.families.params import resolve_config
+
+    assert resolve_config("tml", {}).val_every == "adaptive"  # the cpu preset
+    assert resolve_config("tml", {"preset": "paper"}).val_every == 1
+    assert resolve_config("tml", {"val_every": "3"}).val_every == 3
+    with pytest.raises(ValueError, match="'adaptive'"):
+        resolve_config("tml", {"val_every": "often"})

@@ -29,12 +29,13 @@ AUTO = "auto"  # "take the preset's value"
 # setting of the guide papers (DenseNet-121, 224 px, patience 50, grid search every 5 epochs).
 # Neither preset sets a wall-clock `budget`: a budget makes the epoch count and the learning-rate
 # schedule depend on the machine's load, so runs would stop being reproducible for a seed. Ask for
-# one (`-P budget=3.5`, what the quickstart does) when a time box matters more. svm_train_max:
+# one (`-P budget=3.5`, what the quickstart does) when a time box matters more; the cpu preset then
+# spaces validations to ~10 % of the training time (val_every=adaptive). svm_train_max:
 # training images embedded for the per-epoch SVM validation (stratified; None = all).
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(backbone="resnet18", img_size=64, epochs=30, patience=8, batch_size=64,
                 lr=1e-3, svm_every=5, embedding_dim=256, svm_max_search=1500,
-                precision="auto", budget=None, val_every=1, svm_train_max=1500),
+                precision="auto", budget=None, val_every="adaptive", svm_train_max=1500),
     "paper": dict(backbone="densenet121", img_size=224, epochs=1000, patience=50, batch_size=32,
                   lr=1e-4, svm_every=5, embedding_dim=256, svm_max_search=None,
                   precision="auto", budget=None, val_every=1, svm_train_max=None),
@@ -151,6 +152,18 @@ def parse_fold(value: Any) -> int | str:
     except ValueError:
         raise ValueError(f"parameter 'fold' must be a fold number (0, 1, ...), 'all' or 'final', got {value!r} "
                          f"(e.g. {example('fold', 0)})") from None
+
+
+def parse_val_every(value: Any) -> int | str:
+    """``val_every``: a number of epochs, or ``adaptive`` (with a budget, validations spaced to
+    cost ~10 % of the training time; without one, every epoch)."""
+    if str(value).strip().lower() == "adaptive":
+        return "adaptive"
+    try:
+        return parse_int("val_every", value, minimum=1)  # type: ignore[return-value]
+    except ValueError:
+        raise ValueError(f"parameter 'val_every' must be a number of epochs >= 1 or 'adaptive', got {value!r} "
+                         f"(e.g. {example('val_every', 2)})") from None
 
 
 def _is_auto(value: Any) -> bool:
@@ -316,7 +329,9 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("budget", float, AUTO, "training wall-clock minutes: stops before an epoch that would not fit, the "
                                  "cosine schedule spans it (none = epochs only)", low=0.0, open_low=True,
           allow_none=True),
-    Param("val_every", int, AUTO, "validate (SVM stage) every N epochs and at the last", low=1),
+    Param("val_every", str, AUTO, "validate (SVM stage) every N epochs and at the last; adaptive: with a budget, "
+                                  "as often as keeps validation ~10 % of the training time (cpu preset)",
+          parser=parse_val_every),
     Param("cv_run", str, None, "fold=final: run id of a fold=all parent; its chosen epoch count and test "
                                "estimate are used", allow_none=True),
     Param("nproc", int, 1, "training processes on this host: > 1 runs DDP under torchrun (gloo on CPU, nccl on "
@@ -351,7 +366,7 @@ class TrainConfig:
     num_workers: int | str = "auto"
     precision: str = "auto"
     budget: float | None = None
-    val_every: int = 1
+    val_every: int | str = 1
     cv_run: str | None = None
     nproc: int = 1
     restarts: int = 0

@@ -6,6 +6,8 @@ The :class:`~zoo.train.Trainer` asks the budget two things:
   (the slowest of the last epochs' training time, plus the last validation's time) and, when
   that would overrun, validates *this* epoch and stops: the run ends on a validated epoch, inside
   the budget, and says so (``stopped_on_budget``).
+* **How often to validate?** With ``val_every=adaptive``, :meth:`validation_interval` spaces
+  validations so that they cost about a tenth of the training time.
 * **How far along are we?** :meth:`TimeBudget.progress` is the fraction of the budget spent (or
   of the epochs, whichever is further), which drives a cosine learning-rate decay that reaches
   ~0 when the budget does, instead of spanning an epoch count the budget would cut short.
@@ -63,6 +65,16 @@ class TimeBudget:
         epoch's validation (``validate_now``) is paid for?"""
         pending = self.val_time if validate_now else 0.0
         return self.remaining - pending >= self.next_epoch_cost()
+
+    def validation_interval(self, share: float = 0.1, most: int = 8) -> int:
+        """Epochs between validations that keep validation to about ``share`` of the training time
+        (``val_every=adaptive``): 1 while validation is cheap, up to ``most`` when it is not (an
+        SVM grid search on a large set, slow embedding). The last epoch is always validated."""
+        recent = sorted(self.train_times[-3:])
+        if not recent or self.val_time <= 0:
+            return 1
+        train = recent[len(recent) // 2]
+        return int(min(most, max(1, round(self.val_time / (share * max(train, 1e-9))))))
 
     def progress(self) -> float:
         return min(1.0, max(0.0, self.elapsed / self.seconds))

@@ -112,7 +112,9 @@ class Trainer:
         budget: wall-clock minutes for the training loop, or a :class:`zoo.train.budget.TimeBudget`
             (None: only ``epochs`` bounds it).
         val_every: validate every this many epochs (and always at the last one); early-stopping
-            patience then counts validations.
+            patience then counts validations. ``"adaptive"``: with a ``budget``, space validations
+            so they cost ~10 % of the training time (:meth:`TimeBudget.validation_interval`,
+            measured after each validation); without one, every epoch.
         svm_train_max: embed at most this many training images (stratified, the same ones every
             epoch) for the SVM stage and the callbacks (None: all); needs ``targets`` on the
             training-eval dataset.
@@ -173,7 +175,7 @@ class Trainer:
         extra: dict[str, Any] | None = None,
         precision: str | None = None,
         budget: float | None = None,
-        val_every: int = 1,
+        val_every: int | str = 1,
         svm_train_max: int | None = None,
         batch_transform: Any = None,
     ) -> None:
@@ -183,8 +185,11 @@ class Trainer:
             raise ValueError(f"lr must be >= 0, got {lr}")
         if int(svm_every) < 1:
             raise ValueError(f"svm_every must be >= 1 (grid search every N epochs), got {svm_every}")
-        if int(val_every) < 1:
-            raise ValueError(f"val_every must be >= 1 (validate every N epochs), got {val_every}")
+        self._adaptive_val = val_every == "adaptive" and budget is not None
+        if val_every == "adaptive":
+            val_every = 1
+        if not isinstance(val_every, int) or int(val_every) < 1:
+            raise ValueError(f"val_every must be >= 1 (validate every N epochs) or 'adaptive', got {val_every!r}")
         if svm_train_max is not None and int(svm_train_max) < 2:
             raise ValueError(f"svm_train_max must be >= 2 or None (all training images), got {svm_train_max}")
         if grad_clip is not None and not float(grad_clip) > 0:
@@ -292,6 +297,7 @@ class Trainer:
         self._fit_called = False
         self._stopped_on_budget = False
         self._steps_per_epoch: int | None = None
+        self._next_val = 1  # val_every=adaptive: the next epoch that validates
 
     # ------------------------------------------------------------------------------------------
     def _make_scheduler(self, scheduler: Any) -> Any:
@@ -672,12 +678,16 @@ class Trainer:
             last, self._stopped_on_budget = distributed.broadcast((last, self._stopped_on_budget), self.dist)
             if self._stopped_on_budget:
                 self.epoch_metrics["stopped_on_budget"] = 1.0
-        validate = self.val_loader is not None and (last or epoch % self.val_every == 0)
+        due = epoch >= self._next_val if self._adaptive_val else epoch % self.val_every == 0
+        validate = self.val_loader is not None and (last or due)
         if validate:
             mark = clock()
             self.epoch_metrics.update(self._validate(epoch))
             if self.budget is not None:
                 self.budget.val_time = clock() - mark
+            if self._adaptive_val:
+                self._next_val = epoch + self.budget.validation_interval()
+                self.epoch_metrics["val_interval"] = float(self._next_val - epoch)
         self.scheduler.step()
         guide, mark = time.perf_counter(), clock()
         for cb in self.callbacks:
@@ -688,8 +698,8 @@ class Trainer:
         self.epoch_metrics["epoch_seconds"] = time.perf_counter() - epoch_start
         self.epoch_metrics["validated"] = float(validate)
         if self.dist.enabled:  # rank 0's metrics and stop request: every rank decides alike
-            self.epoch_metrics, self.should_stop = distributed.broadcast((self.epoch_metrics, self.should_stop),
-                                                                         self.dist)
+            self.epoch_metrics, self.should_stop, self._next_val = distributed.broadcast(
+                (self.epoch_metrics, self.should_stop, self._next_val), self.dist)
 
         improved = False
         if self.monitor not in self.epoch_metrics:
@@ -749,6 +759,7 @@ class Trainer:
             "extra": self.extra,
             "budget": self.budget.state_dict() if self.budget is not None else None,
             "stopped_on_budget": self._stopped_on_budget,
+            "next_val": self._next_val,
         }
 
     def _load_last(self) -> int:
@@ -772,6 +783,7 @@ class Trainer:
         self.global_step = int(state.get("global_step", 0))
         self._stopped_early = bool(state.get("stopped_early", False))
         self._stopped_on_budget = bool(state.get("stopped_on_budget", False))
+        self._next_val = int(state.get("next_val", self.epoch + 1))
         if self.budget is not None and state.get("budget"):
             self.budget.load_state_dict(state["budget"])
         # A run that ended at its epoch limit continues when resumed with a larger `epochs`.
