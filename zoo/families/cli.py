@@ -120,7 +120,7 @@ def add_commands(subparsers) -> None:
 
 
 # compare-guides defaults: the same as the MLproject entry point `compare_guides`;
-# tests/test_cli_errors.py checks that the two agree. The comparison preset `screen` (~1 hour on 2 CPU
+# tests/test_cli_errors.py checks that the two agree. The comparison preset `screen` (~45 minutes on 2 CPU
 # cores) sizes the run; every other parameter defaults to "none" = the preset's value, so a value
 # given on the command line overrides the preset and nothing else does.
 _COMPARE_COMMON = ("epochs", "patience", "img_size", "batch_size", "backbone", "lr", "svm_every", "limit",

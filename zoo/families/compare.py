@@ -24,8 +24,8 @@ LOSS_ORDER = ("inverse_umap", "distance")
 
 # Comparison presets (``preset=``; any other value is passed on as the training preset).
 # screen: every guide with the distance loss (the paper's better loss; no UMAP refits) + TML, 3
-#   CV iterations, 32 px, 6 epochs on the full data (~75 s per run with its validations and test):
-#   ~1 hour on 2 cores. A fixed epoch count, not a wall-clock budget: a budget would let the load
+#   CV iterations, 32 px, 6 epochs on the full data (~55 s per run with its validations and test on
+#   a quiet machine): ~45 minutes on 2 cores. A fixed epoch count, not a wall-clock budget: a budget would let the load
 #   of other work on the machine change the answer. Three folds are the fewest a paired interval can use.
 # paper: 6 CV iterations with the training preset `paper` (DenseNet-121, 224 px, patience 50): days
 #   on a CPU for every guide; pass guides= to run the few that matter.
