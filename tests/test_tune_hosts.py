@@ -64,7 +64,8 @@ def test_two_hosts_share_one_postgres_study_and_one_tracking_server(postgres_ser
 
     trials = optuna.load_study(study_name="hosts", storage=open_storage(storage)).get_trials()
     assert sorted(t.number for t in trials) == [0, 1, 2, 3]
-    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials), \
+        [(t.number, t.state.name, t.user_attrs.get("worker"), t.user_attrs.get("error")) for t in trials]
     assert len({t.user_attrs["worker"] for t in trials}) == 2, "both hosts ran trials"
     run_ids = {t.user_attrs["mlflow_run_id"] for t in trials}
     assert len(run_ids) == 4, "a trial shared its run with another"
