@@ -183,12 +183,6 @@ def sync_buffers(module: torch.nn.Module, ctx: DistContext | None = None, parame
         dist.broadcast(t.data, src=0)
 
 
-def barrier(ctx: DistContext | None = None) -> None:
-    ctx = ctx or context()
-    if ctx.enabled:
-        dist.barrier()
-
-
 # --- data ----------------------------------------------------------------------------------------
 def shard_positions(labels: Sequence[Any], rank: int, world_size: int, seed: int = 0) -> np.ndarray:
     """Sorted positions of rank ``rank``'s disjoint, class-stratified share of ``labels``: each
