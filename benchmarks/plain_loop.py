@@ -178,7 +178,8 @@ def run_plain(dataset, fold: int, minutes: float, size: int, seed: int, dtype) -
             "svm_seconds": svm_s, "test_macro_f1": f1}
 
 
-def run_zoo(family: str, dataset_name: str, fold: int, minutes: float, seed: int, extra: dict) -> dict:
+def run_zoo(family: str, dataset_name: str, fold: int, minutes: float, seed: int, extra: dict,
+            label: str = "") -> dict:
     from zoo.families.runner import run_training
 
     raw = {"dataset": dataset_name, "fold": fold, "seed": seed, "register": False, "budget": minutes,
@@ -186,8 +187,8 @@ def run_zoo(family: str, dataset_name: str, fold: int, minutes: float, seed: int
     start = time.perf_counter()
     result = run_training(family, raw, progress=False)
     fold_result = result.folds[0]
-    return {"name": f"zoo {family}", "epochs": fold_result.epochs_run, "wall_seconds": time.perf_counter() - start,
-            "test_macro_f1": fold_result.metrics.get("test_macro_f1"), "run_id": fold_result.run_id}
+    return {"name": f"zoo {family} {label}".strip(), "epochs": fold_result.epochs_run,
+            "wall_seconds": time.perf_counter() - start, "test_macro_f1": fold_result.metrics.get("test_macro_f1"), "run_id": fold_result.run_id}
 
 
 def main(argv=None) -> int:
@@ -221,12 +222,13 @@ def main(argv=None) -> int:
     for fam in [f for f in args.families.split(",") if f]:
         rows.append(run_zoo(fam, args.dataset, args.fold, args.minutes, args.seed,
                             {"img_size": args.img_size, "precision": args.precision,
-                             **dict(kv.split("=", 1) for kv in args.zoo_params.split(",") if kv)}))
+                             **dict(kv.split("=", 1) for kv in args.zoo_params.split(",") if kv)},
+                            label=args.zoo_params))
         print(json.dumps(rows[-1]), flush=True)
     print(f"\nequal wall time ({args.minutes:g} min of training each), {args.dataset} fold {args.fold}, "
           f"precision {prec.name} ({prec.reason}); machine shared, timings noisy")
     for r in rows:
-        print(f"  {r['name']:<28} epochs {r['epochs']:>3}  test macro-F {r['test_macro_f1']:.4f}")
+        print(f"  {r['name']:<40} epochs {r['epochs']:>3}  test macro-F {r['test_macro_f1']:.4f}")
     return 0
 
 

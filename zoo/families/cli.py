@@ -124,7 +124,7 @@ def add_commands(subparsers) -> None:
 # cores) sizes the run; every other parameter defaults to "none" = the preset's value, so a value
 # given on the command line overrides the preset and nothing else does.
 _COMPARE_COMMON = ("epochs", "patience", "img_size", "batch_size", "backbone", "lr", "svm_every", "limit",
-                   "seed", "preset", "device", "budget", "val_every")
+                   "seed", "preset", "device", "budget", "val_every", "ce_weight")
 COMPARE_DEFAULTS = {"preset": "screen", **{name: "none" for name in ("losses", "folds", *_COMPARE_COMMON)
                                            if name != "preset"}}
 _COMPARE_HELP = {"losses": "comma-separated guided losses", "folds": "number of CV iterations to run",

@@ -27,6 +27,8 @@ from zoo.data.datasets import eval_loader
 EMBEDDING_PARAMS: tuple[Param, ...] = (
     Param("svm_every", int, "auto", "grid-search the SVM's gamma/C every N epochs", low=1),
     Param("embedding_dim", int, "auto", "embedding size of the encoder head", low=2),
+    Param("ce_weight", float, "auto", "weight of an auxiliary cross-entropy head on the embeddings "
+                                      "(BNNeck; 0 = the papers' metric loss alone)", low=0.0, high=10.0),
 )
 
 
@@ -39,6 +41,17 @@ def m_per_class(batch_size: int, n_classes: int) -> int:
         if batch_size % m == 0:
             return m
     return batch_size
+
+
+def with_classifier_head(loss: nn.Module, n_classes: int, embedding_dim: int, weight: float) -> nn.Module:
+    """The family's loss plus the auxiliary cross-entropy head when ``weight > 0``
+    (:class:`zoo.losses.classifier_head.WithClassifierHead`); the loss itself for 0. Callbacks and
+    ``model_extras`` still reach the family's loss through ``unwrap()``."""
+    if not weight:
+        return loss
+    from zoo.losses.classifier_head import WithClassifierHead
+
+    return WithClassifierHead(loss, n_classes, embedding_dim, weight=weight)
 
 
 def train_eval_loader(train_loader):
@@ -114,7 +127,7 @@ class EmbeddingFamily(Family):
         # same weights, whatever the data loading or the family's preparation drew before.
         seed_everything(cfg.seed)
         encoder = create_encoder(cfg.backbone, p["embedding_dim"], pretrained=cfg.pretrained, img_size=cfg.img_size)
-        loss = self.build_loss(classes)
+        loss = with_classifier_head(self.build_loss(classes), len(classes), p["embedding_dim"], p["ce_weight"])
         svm_max_search = PRESETS[cfg.preset]["svm_max_search"]
         trainer = Trainer(
             encoder, loss, loaders["train"], loaders["val"], epochs=cfg.epochs, patience=cfg.patience,
@@ -204,4 +217,5 @@ def plot_history(history: list[dict[str, float]]):
     return fig
 
 
-__all__ = ["EMBEDDING_PARAMS", "EmbeddingFamily", "m_per_class", "plot_history", "train_eval_loader"]
+__all__ = ["EMBEDDING_PARAMS", "EmbeddingFamily", "m_per_class", "plot_history", "train_eval_loader",
+           "with_classifier_head"]

@@ -1,0 +1,122 @@
+"""The auxiliary cross-entropy head (BNNeck) of the embedding families: its value, its gradients,
+its place in training and checkpoints, and the ``ce_weight`` parameter that switches it on."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from zoo.families import FAMILIES
+from zoo.families.embedding import with_classifier_head
+from zoo.families.params import resolve_config
+from zoo.losses import TripletLoss, create_loss
+from zoo.losses.classifier_head import WithClassifierHead
+
+
+def batch(n=24, d=8, k=3, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, d, generator=g, requires_grad=True), torch.arange(n) % k
+
+
+def test_value_is_the_metric_loss_plus_weighted_cross_entropy_on_bn_embeddings():
+    emb, y = batch()
+    inner = create_loss("triplet")
+    head = WithClassifierHead(inner, n_classes=3, embedding_dim=8, weight=0.7)
+    torch.nn.init.normal_(head.fc.weight, std=0.5, generator=torch.Generator().manual_seed(1))
+    got = head(emb, y)
+    bn = (emb - emb.mean(0)) / torch.sqrt(emb.var(0, unbiased=False) + head.bn.eps)  # train-mode BN, weight 1
+    expected = inner(emb, y) + 0.7 * F.cross_entropy(bn @ head.fc.weight.T, y)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    assert set(head.terms) >= {"metric", "ce", "main", "norm"}
+    assert head.terms["ce"] == pytest.approx(float(F.cross_entropy(bn @ head.fc.weight.T, y).detach()), rel=1e-5)
+
+
+def test_gradients_reach_embeddings_and_head_but_not_the_bn_shift():
+    emb, y = batch()
+    head = WithClassifierHead(create_loss("triplet"), 3, 8)
+    head(emb, y).backward()
+    assert emb.grad is not None and emb.grad.abs().sum() > 0
+    assert head.fc.weight.grad.abs().sum() > 0 and head.bn.weight.grad.abs().sum() > 0
+    assert head.bn.bias.grad is None and not head.bn.bias.requires_grad
+    assert head.fc.bias is None
+
+
+def test_every_image_gets_a_gradient_even_when_no_triplet_violates_the_margin():
+    # Two classes far apart: the triplet term is a graph-connected zero, the head still teaches.
+    emb = torch.cat([torch.full((4, 2), 5.0), torch.full((4, 2), -5.0)]) + 0.01 * torch.randn(8, 2)
+    emb.requires_grad_(True)
+    y = torch.tensor([0] * 4 + [1] * 4)
+    triplet = TripletLoss()
+    assert float(triplet(emb, y).detach()) == 0.0
+    head = WithClassifierHead(triplet, 2, 2)
+    head(emb, y).backward()
+    assert (emb.grad.abs().sum(1) > 0).all()
+
+
+def test_unwrap_reaches_the_familys_loss_under_every_wrapper():
+    inner = create_loss("triplet")  # NormPenalized(TripletLoss)
+    assert isinstance(WithClassifierHead(inner, 3, 8).unwrap(), TripletLoss)
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"weight": 0.0}, "weight must be > 0"),
+    ({"n_classes": 1}, "at least 2 classes"),
+])
+def test_bad_construction_is_rejected(kwargs, needle):
+    args = {"n_classes": 3, "embedding_dim": 8, "weight": 1.0, **kwargs}
+    with pytest.raises(ValueError, match=needle):
+        WithClassifierHead(create_loss("triplet"), **args)
+
+
+def test_bad_inputs_name_the_mismatch():
+    head = WithClassifierHead(create_loss("triplet"), 3, 8)
+    emb, y = batch(d=6)
+    with pytest.raises(ValueError, match="expects 8-d embeddings, got 6-d"):
+        head(emb, y)
+    emb, _ = batch()
+    with pytest.raises(ValueError, match="label 5 is outside the head's 3 classes"):
+        head(emb, torch.arange(24) % 6)
+
+
+def test_the_trainer_optimises_the_head_and_restores_it_on_resume(tmp_path):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from zoo.train import Trainer
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(48, 6, generator=g)
+    y = torch.arange(48) % 3
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
+
+    def build(epochs, resume):
+        torch.manual_seed(0)
+        loss = WithClassifierHead(create_loss("triplet"), 3, 4)
+        trainer = Trainer(torch.nn.Linear(6, 4), loss, loader, None, epochs=epochs, patience=None, svm=False,
+                          progress=False, checkpoint_dir=tmp_path, resume=resume)
+        return trainer, loss
+
+    trainer, loss = build(2, resume=False)
+    initial = loss.fc.weight.detach().clone()
+    result = trainer.fit()
+    assert not torch.equal(loss.fc.weight.detach(), initial)  # the head learnt
+    assert all("train_loss_ce" in h for h in result.history)
+    trained = {k: v.clone() for k, v in loss.state_dict().items()}
+
+    trainer2, loss2 = build(2, resume=True)  # nothing left to train: the checkpoint's head comes back
+    trainer2.fit()
+    for key, value in trained.items():
+        torch.testing.assert_close(loss2.state_dict()[key], value, msg=key)
+
+
+def test_ce_weight_parameter_cpu_preset_wraps_paper_preset_and_zero_do_not():
+    cls = FAMILIES.get("tml")
+    assert cls(resolve_config("tml", {}, cls.param_names())).params["ce_weight"] == 1.0
+    assert cls(resolve_config("tml", {"preset": "paper"}, cls.param_names())).params["ce_weight"] == 0.0
+    assert cls(resolve_config("tml", {"ce_weight": "0.25"}, cls.param_names())).params["ce_weight"] == 0.25
+    with pytest.raises(ValueError, match="ce_weight"):
+        cls(resolve_config("tml", {"ce_weight": "-1"}, cls.param_names()))
+    inner = create_loss("triplet")
+    assert with_classifier_head(inner, 3, 8, 0.0) is inner
+    wrapped = with_classifier_head(inner, 3, 8, 0.5)
+    assert isinstance(wrapped, WithClassifierHead) and wrapped.weight == 0.5 and wrapped.unwrap() is inner.unwrap()
