@@ -167,5 +167,7 @@ def test_compare_guides_writes_table_chart_and_report(home):
         "r = mlflow.search_runs(experiment_names=['zoo-guided'], filter_string=\"tags.experiment = 'compare_guides'\")\n"
         "kids = mlflow.search_runs(experiment_names=['zoo-guided'],\n"
         "    filter_string=f\"tags.mlflow.parentRunId = '{r.run_id[0]}'\")\n"
-        "print('KIDS', len(kids), sorted(kids['tags.family'].unique()))\n", env, home)
+        "print('KIDS', len(kids), sorted(kids['tags.family'].unique()))\n"
+        "print('CE', sorted(kids['params.ce_weight'].unique()))\n", env, home)
     assert "KIDS 3 ['guided', 'tml']" in out
+    assert "CE ['0.0']" in out  # the screen preset compares the papers' losses, without the CE head

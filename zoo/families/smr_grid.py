@@ -53,6 +53,9 @@ def smr_grid(dataset: str = "synth", curves: str | Sequence[str] = "all", target
         raise ValueError(f"folds={folds} but dataset {ds.name!r} has {ds.n_folds} folds")
     common = {k: v for k, v in common.items() if v is not None}
     common.update(dataset=dataset, register="false")
+    # The paper's question (does the SMR term help the triplet loss?) is asked of its losses alone:
+    # no auxiliary cross-entropy head unless ce_weight= asks for one.
+    common.setdefault("ce_weight", 0.0)
 
     configs = [("smr", {**common, "curve": c, "targets": t, "loss": l})
                for c in curve_names for t in target_names for l in loss_names]
