@@ -188,7 +188,8 @@ def run_zoo(family: str, dataset_name: str, fold: int, minutes: float, seed: int
     result = run_training(family, raw, progress=False)
     fold_result = result.folds[0]
     return {"name": f"zoo {family} {label}".strip(), "epochs": fold_result.epochs_run,
-            "wall_seconds": time.perf_counter() - start, "test_macro_f1": fold_result.metrics.get("test_macro_f1"), "run_id": fold_result.run_id}
+            "wall_seconds": time.perf_counter() - start, "test_macro_f1": fold_result.metrics.get("test_macro_f1"),
+            "run_id": fold_result.run_id}
 
 
 def main(argv=None) -> int:

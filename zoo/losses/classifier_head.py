@@ -52,7 +52,8 @@ class WithClassifierHead(EmbeddingLoss):
         if embeddings.shape[1] != self.fc.in_features:
             raise ValueError(f"the classifier head expects {self.fc.in_features}-d embeddings, got "
                              f"{embeddings.shape[1]}-d (embedding_dim of the encoder and the head differ)")
-        if int(labels.max()) >= self.fc.out_features:
+        # Checked on CPU only: reading labels.max() from a GPU would stall every training step.
+        if labels.device.type == "cpu" and int(labels.max()) >= self.fc.out_features:
             raise ValueError(f"label {int(labels.max())} is outside the head's {self.fc.out_features} classes")
         main = self.loss(embeddings, labels)
         logits = self.fc(self.bn(embeddings.float()))
