@@ -34,7 +34,8 @@ def test_guided_parameters_are_validated(raw, needle):
 def test_guided_defaults_follow_the_paper():
     cls = FAMILIES.get("guided")
     fam = cls(resolve_config("guided", {}, cls.param_names()))
-    assert fam.params == {"svm_every": 5, "embedding_dim": 256, "ce_weight": 1.0, "guide": "fr_sim_mat", "loss": "distance", "alpha": 0.4,
+    assert fam.params == {"svm_every": 5, "embedding_dim": 256, "ce_weight": 1.0, "sampler": "m_per_class",
+                          "guide": "fr_sim_mat", "loss": "distance", "alpha": 0.4,
                           "scale": "normalized"}
     fam = cls(resolve_config("guided", {"loss": "inverse_umap"}, cls.param_names()))
     assert fam.params["kappa"] == 0.2 and fam.tags() == {"guide": "fr_sim_mat", "method": "inverse_umap"}

@@ -351,3 +351,40 @@ def test_configurations_of_a_fold_start_from_equal_weights(tiny_home):
                          progress=False, callbacks=[capture])
         digests[family] = capture.digest
     assert digests["tml"] is not None and digests["tml"] == digests["guided"]
+
+
+@pytest.mark.parametrize("sampler", ["m_per_class", "random"])
+def test_embedding_sampler_parameter_decides_the_training_batches(tiny_home, sampler):
+    """sampler=random is one shuffled pass over every training image per epoch; m_per_class is
+    pytorch-metric-learning's MPerClassSampler (m images of each class it draws)."""
+    import torch
+    from pytorch_metric_learning.samplers import MPerClassSampler
+    from tiny_data import TINY
+
+    from zoo.families.runner import run_training
+    from zoo.train import Callback
+
+    class CaptureLoader(Callback):
+        def on_fit_start(self, trainer):
+            self.loader = trainer.train_loader
+            raise _Stop
+
+    capture = CaptureLoader()
+    with pytest.raises(_Stop):
+        run_training("tml", {**TINY, **FAMILIES.get("tml").contract_params, "sampler": sampler, "register": "false"},
+                     progress=False, callbacks=[capture])
+    loader = capture.loader
+    order = [int(i) for i in loader.sampler]
+    if sampler == "random":
+        assert isinstance(loader.sampler, torch.utils.data.RandomSampler)
+        assert sorted(order) == list(range(len(loader.dataset)))  # every image once
+    else:
+        assert isinstance(loader.sampler, MPerClassSampler)
+        labels = [int(loader.dataset.targets[i]) for i in order[:8]]  # batch 8: 2 classes x m=4 (3 classes)
+        assert sorted(np.bincount(labels, minlength=3).tolist()) == [0, 4, 4]
+
+
+def test_sampler_parameter_rejects_unknown_values():
+    cls = FAMILIES.get("tml")
+    with pytest.raises(ValueError, match="m_per_class"):
+        cls(resolve_config("tml", {"sampler": "balanced"}, cls.param_names()))

@@ -105,19 +105,55 @@ def test_time_budget_contract():
         TimeBudget(0)
 
 
-def test_adaptive_val_every_spaces_costly_validations_to_a_tenth_of_training_and_always_validates_the_last():
-    clock = Clock()
-    t = trainer(epochs=12, budget=TimeBudget(100, clock=clock), callbacks=[Tick(clock, 10.0)], val_every="adaptive")
+def costly_validation(t, clock, seconds=15.0):
     validate = t._validate
 
-    def costly(epoch):  # 15 s of validation beside 30 s of training: every 15 / 3 = 5 epochs
-        clock.now += 15.0
+    def costly(epoch):
+        clock.now += seconds
         return validate(epoch)
 
     t._validate = costly
+
+
+def test_adaptive_val_every_spaces_costly_validations_to_a_tenth_of_training_and_always_validates_the_last():
+    clock = Clock()
+    # select_from=0: spacing only. 15 s of validation beside 30 s of training: every 15 / 3 = 5 epochs
+    t = trainer(epochs=12, budget=TimeBudget(100, clock=clock, select_from=0.0), callbacks=[Tick(clock, 10.0)],
+                val_every="adaptive")
+    costly_validation(t, clock)
     result = t.fit()
     assert [int(r["epoch"]) for r in result.history if r["validated"]] == [1, 6, 11, 12]
     assert result.history[0]["val_interval"] == 5.0
+
+
+def test_adaptive_val_every_validates_once_early_then_only_in_the_last_quarter_of_the_budget():
+    clock = Clock()
+    # 10 minutes, 30 s epochs, 15 s validations (interval 5). Epoch 1 ends validated at 45 s; epoch k
+    # ends at 45 + 30 (k - 1) s, so 3/4 of the budget (450 s) is first passed after epoch 15
+    # (465 s): validated (480 s). Epoch 18 ends at 570 s, when another epoch and its validation
+    # (45 s) no longer fit beside this one's validation: validated, stopped on budget.
+    t = trainer(epochs=1000, budget=TimeBudget(10, clock=clock), callbacks=[Tick(clock, 10.0)], val_every="adaptive")
+    costly_validation(t, clock)
+    result = t.fit()
+    assert [int(r["epoch"]) for r in result.history if r["validated"]] == [1, 15, 18]
+    assert result.stopped_on_budget and result.epochs_run == 18
+    # gamma/C: searched at the first validation and again at the first of the selection phase
+    assert [int(r["epoch"]) for r in result.history if r.get("svm_searched")] == [1, 15]
+    assert result.best_epoch in (1, 15, 18)
+
+
+def test_validation_due_measures_first_then_waits_for_select_from():
+    clock = Clock()
+    b = TimeBudget(1.0, clock=clock, select_from=0.5)
+    b.start()
+    assert b.validation_due(1, next_val=1)  # cost unknown: validate now
+    b.record(10.0, 5.0)
+    clock.now = 20.0
+    assert not b.validation_due(4, next_val=2)  # a third of the budget spent
+    clock.now = 31.0
+    assert b.validation_due(4, next_val=2) and not b.validation_due(4, next_val=5)
+    with pytest.raises(ValueError, match="select_from"):
+        TimeBudget(1.0, select_from=1.5)
 
 
 def test_adaptive_val_every_without_a_budget_validates_every_epoch():

@@ -147,3 +147,19 @@ def test_uncalibrated_stage_predicts_but_has_no_probabilities_and_search_subsamp
     assert fast.svc_.support_vectors_.shape[0] <= 300 and fast.n_features_in_ == 8
     full = SVMStage(random_state=0).refit_only(X, y, params=fast.best_params_)
     np.testing.assert_allclose(full.predict_proba(X).sum(1), 1.0)
+
+
+def test_packaged_svm_searches_again_when_the_best_epoch_only_refitted_a_stale_pair():
+    from zoo.families.embedding import packaged_svm
+
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 40)
+    X = rng.normal(size=(120, 5)) + y[:, None] * 1.5
+    stale = SVMStage(random_state=0, calibrate=False).refit_only(X, y, params={"gamma": 100.0, "C": 0.01})
+    fresh = packaged_svm(stale, X, y, seed=0, max_search=None)
+    assert fresh.searched_ and fresh.best_params_ == SVMStage(random_state=0).fit(X, y).best_params_
+    assert fresh.best_params_ != {"gamma": 100.0, "C": 0.01}
+    searched = SVMStage(random_state=0, calibrate=False).fit(X, y)
+    kept = packaged_svm(searched, X, y, seed=0, max_search=None)
+    assert not kept.searched_ and kept.best_params_ == searched.best_params_
+    assert kept.calibrated_ is not None  # the packaged one has probabilities

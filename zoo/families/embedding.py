@@ -29,6 +29,9 @@ EMBEDDING_PARAMS: tuple[Param, ...] = (
     Param("embedding_dim", int, "auto", "embedding size of the encoder head", low=2),
     Param("ce_weight", float, "auto", "weight of an auxiliary cross-entropy head on the embeddings "
                                       "(BNNeck; 0 = the papers' metric loss alone)", low=0.0, high=10.0),
+    Param("sampler", str, "auto", "training batches: m_per_class (m images of each of batch/m classes, "
+                                  "with replacement) | random (a shuffled pass over every image)",
+          choices=("m_per_class", "random")),
 )
 
 
@@ -41,6 +44,19 @@ def m_per_class(batch_size: int, n_classes: int) -> int:
         if batch_size % m == 0:
             return m
     return batch_size
+
+
+def packaged_svm(best_svm, train_emb, train_y, *, seed: int, max_search: int | None):
+    """The SVM a model is registered with: refitted on all training embeddings of the best weights,
+    with calibrated probabilities. Its gamma/C are the best epoch's when they were searched on that
+    epoch's embeddings (``searched_``); when that epoch only refitted an earlier epoch's pair (a
+    search every ``svm_every`` validations), they are searched again here on the best weights, as a
+    hand-written loop grid-searches its final features."""
+    from zoo.evaluate.svm import SVMStage
+
+    if getattr(best_svm, "searched_", False):
+        return SVMStage(random_state=seed).refit_only(train_emb, train_y, params=best_svm.best_params_)
+    return SVMStage(random_state=seed, max_search=max_search).fit(train_emb, train_y)
 
 
 def with_classifier_head(loss: nn.Module, n_classes: int, embedding_dim: int, weight: float) -> nn.Module:
@@ -121,7 +137,10 @@ class EmbeddingFamily(Family):
 
         cfg, p = self.cfg, self.params
         classes = list(ctx.classes)
-        loaders = ctx.loaders(sampler="m_per_class", m_per_class=m_per_class(cfg.batch_size, len(classes)))
+        if p["sampler"] == "m_per_class":
+            loaders = ctx.loaders(sampler="m_per_class", m_per_class=m_per_class(cfg.batch_size, len(classes)))
+        else:  # a permutation per epoch: every image once (positives per class come from batch size)
+            loaders = ctx.loaders(sampler=None)
         self.prepare(classes, ctx.out_dir)
         # Reseed right before the model is built: every configuration of a fold starts from the
         # same weights, whatever the data loading or the family's preparation drew before.
@@ -148,12 +167,12 @@ class EmbeddingFamily(Family):
         if fit.svm is None:
             raise RuntimeError("training ended without a fitted SVM stage (no validation ran)")
 
-        # The packaged SVM: the best epoch's weights and SVM hyper-parameters, refitted on all
-        # training embeddings with calibrated probabilities.
         train_emb, train_y = trainer.embed(trainer.train_eval_loader, desc="embed train")  # best weights
-        svm = SVMStage(random_state=cfg.seed).refit_only(train_emb, train_y, params=fit.svm.best_params_)
+        svm = packaged_svm(fit.svm, train_emb, train_y, seed=cfg.seed, max_search=svm_max_search)
         metrics: dict[str, float] = {k: v for k, v in fit.best.items() if k.startswith("val_")}
         metrics["best_epoch"] = float(fit.best_epoch or 0)
+        metrics["svm_final_C"] = float(svm.best_params_["C"])  # gamma may be "scale": see the model's config
+        metrics["svm_final_searched"] = float(svm.searched_)
         title = " ".join([cfg.family, *self.name_parts(), cfg.dataset, f"fold {ctx.fold}"])
         test_index: list[str] = []
         # Prediction sets, severity-aware decisions, referral (zoo.evaluate.trust): calibrated on
@@ -217,5 +236,5 @@ def plot_history(history: list[dict[str, float]]):
     return fig
 
 
-__all__ = ["EMBEDDING_PARAMS", "EmbeddingFamily", "m_per_class", "plot_history", "train_eval_loader",
+__all__ = ["EMBEDDING_PARAMS", "EmbeddingFamily", "m_per_class", "packaged_svm", "plot_history", "train_eval_loader",
            "with_classifier_head"]

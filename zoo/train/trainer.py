@@ -112,9 +112,10 @@ class Trainer:
         budget: wall-clock minutes for the training loop, or a :class:`zoo.train.budget.TimeBudget`
             (None: only ``epochs`` bounds it).
         val_every: validate every this many epochs (and always at the last one); early-stopping
-            patience then counts validations. ``"adaptive"``: with a ``budget``, space validations
-            so they cost ~10 % of the training time (:meth:`TimeBudget.validation_interval`,
-            measured after each validation); without one, every epoch.
+            patience then counts validations. ``"adaptive"``: with a ``budget``, validate the first
+            epoch, then from the last quarter of the budget on, spaced so they cost ~10 % of the
+            training time (:meth:`TimeBudget.validation_due`, measured after each validation);
+            without one, every epoch.
         svm_train_max: embed at most this many training images (stratified, the same ones every
             epoch) for the SVM stage and the callbacks (None: all); needs ``targets`` on the
             training-eval dataset.
@@ -298,6 +299,7 @@ class Trainer:
         self._stopped_on_budget = False
         self._steps_per_epoch: int | None = None
         self._next_val = 1  # val_every=adaptive: the next epoch that validates
+        self._late_search_done = False  # val_every=adaptive: gamma/C searched again in the selection phase
 
     # ------------------------------------------------------------------------------------------
     def _make_scheduler(self, scheduler: Any) -> Any:
@@ -571,6 +573,11 @@ class Trainer:
         svm = clone(self.svm_template)
         n_val = sum(1 for row in self.history if "embed_seconds" in row)  # validations before this one
         search = self.svm_params is None or n_val % self.svm_every == 0
+        if self._adaptive_val and not self._late_search_done and epoch > 1 \
+                and self.budget.progress() >= self.budget.select_from:
+            # The first validation of the selection phase: gamma/C from epoch 1's nearly untrained
+            # embeddings would score (and, refitted, package) the final epochs.
+            search = self._late_search_done = True
         if search:
             svm.fit(train_emb, train_y)
         else:
@@ -678,7 +685,8 @@ class Trainer:
             last, self._stopped_on_budget = distributed.broadcast((last, self._stopped_on_budget), self.dist)
             if self._stopped_on_budget:
                 self.epoch_metrics["stopped_on_budget"] = 1.0
-        due = epoch >= self._next_val if self._adaptive_val else epoch % self.val_every == 0
+        due = (self.budget.validation_due(epoch, self._next_val) if self._adaptive_val
+               else epoch % self.val_every == 0)
         validate = self.val_loader is not None and (last or due)
         if validate:
             mark = clock()
