@@ -264,3 +264,38 @@ def test_configure_follows_a_changed_tracking_uri_for_the_registry(tmp_path, mon
     monkeypatch.setenv("ZOO_REGISTRY_URI", f"sqlite:///{tmp_path / 'user.db'}")  # the user's own choice wins
     store.configure()
     assert mlflow.get_registry_uri() == f"sqlite:///{tmp_path / 'user.db'}"
+
+
+def test_dataset_input_retries_a_lost_creation_race_and_raises_other_errors(project, monkeypatch):
+    """Two Optuna workers logging the same dataset to one experiment race in MLflow's SQL store
+    (check, then insert); the loser's server error is a unique violation, and its retry must find
+    the winner's row. Any other error is not retried."""
+    from mlflow.exceptions import MlflowException
+
+    ds = FakeDataset(project, dvc_md5="0123456789abcdef0123456789abcdef")
+    with runs.start_run("tml", dataset=ds, fold=0, params={}, config={"family": "tml"}, name_parts=["a"]):
+        pass  # the winner: the dataset row exists now
+    real = MlflowClient.log_inputs
+    calls = []
+
+    def lose_once(self, run_id, datasets=None, models=None):
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise MlflowException("RestException: BAD_REQUEST: (psycopg2.errors.UniqueViolation) duplicate key value "
+                                  "violates unique constraint \"dataset_pk\"")
+        return real(self, run_id, datasets, models)
+
+    monkeypatch.setattr(MlflowClient, "log_inputs", lose_once)
+    with runs.start_run("tml", dataset=ds, fold=1, params={}, config={"family": "tml"}, name_parts=["b"]) as run:
+        pass
+    assert len(calls) == 2 and calls[0] == calls[1] == run.run_id
+    (inp,) = MlflowClient().get_run(run.run_id).inputs.dataset_inputs
+    assert inp.dataset.digest == ds.dvc_md5
+
+    def broken(self, run_id, datasets=None, models=None):
+        raise MlflowException("RESOURCE_DOES_NOT_EXIST: run not found")
+
+    monkeypatch.setattr(MlflowClient, "log_inputs", broken)
+    with pytest.raises(MlflowException, match="run not found"):
+        with runs.start_run("tml", dataset=ds, fold=2, params={}, config={"family": "tml"}, name_parts=["c"]):
+            pass

@@ -22,6 +22,7 @@ import json
 import logging
 import math
 import subprocess
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 
 # MLflow stores a dataset-input digest in a 36-character column; tags keep the full digest.
 _INPUT_DIGEST_LEN = 32
+# What a lost insert race looks like in the store's error (PostgreSQL, MySQL, SQLite).
+_UNIQUE_RACE = ("uniqueviolation", "unique constraint", "duplicate key", "duplicate entry")
 _MAX_PARAM_LEN = 6000  # mlflow.utils.validation.MAX_PARAM_VAL_LENGTH
 
 
@@ -190,7 +193,6 @@ class TrackedRun:
     # -- metrics ---------------------------------------------------------------------------
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None, prefix: str = "") -> dict[str, float]:
         """Log every scalar of ``metrics`` (nested dicts flattened) at ``step``."""
-        import time
 
         from mlflow.entities import Metric
 
@@ -222,12 +224,21 @@ class TrackedRun:
                 digest=str(dataset_digest(dataset))[:_INPUT_DIGEST_LEN],
                 targets="label" if "label" in df.columns else None,
             )
-            active = mlflow.active_run()
-            if active is not None and active.info.run_id == self.run_id:
-                mlflow.log_input(ds, context=context)
-            else:  # same thing for a run that is not the active one (e.g. a CV parent)
-                tag = InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)
-                self.client.log_inputs(self.run_id, [DatasetInput(ds._to_mlflow_entity(), [tag])])
+            tag = InputTag(key=MLFLOW_DATASET_CONTEXT, value=context)
+            # The client call, not mlflow.log_input: the same for the active run and any other
+            # (a CV parent). MLflow's SQL store checks for the dataset row, then inserts it: two
+            # processes logging the same dataset to one experiment at once (Optuna workers on two
+            # hosts) race, and the loser gets a unique-constraint error. Its retry finds the row.
+            for attempt in range(3):
+                try:
+                    self.client.log_inputs(self.run_id, [DatasetInput(ds._to_mlflow_entity(), [tag])])
+                    return
+                except Exception as exc:  # MlflowException / RestException: the server's message
+                    text = str(exc).lower()
+                    if attempt == 2 or not any(k in text for k in _UNIQUE_RACE):
+                        raise
+                    log.info("dataset input of run %s lost a creation race; retrying", self.run_id)
+                    time.sleep(0.2 * (attempt + 1))
 
     # -- artifacts -------------------------------------------------------------------------
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
