@@ -168,6 +168,8 @@ def test_compare_guides_writes_table_chart_and_report(home):
         "kids = mlflow.search_runs(experiment_names=['zoo-guided'],\n"
         "    filter_string=f\"tags.mlflow.parentRunId = '{r.run_id[0]}'\")\n"
         "print('KIDS', len(kids), sorted(kids['tags.family'].unique()))\n"
-        "print('CE', sorted(kids['params.ce_weight'].unique()))\n", env, home)
+        "print('CE', sorted(kids['params.ce_weight'].unique()))\n"
+        "print('SVM_INPUT', sorted(kids['params.svm_input'].unique()))\n", env, home)
     assert "KIDS 3 ['guided', 'tml']" in out
     assert "CE ['0.0']" in out  # the screen preset compares the papers' losses, without the CE head
+    assert "SVM_INPUT ['embedding']" in out  # ... and scores the embedding the guide shapes

@@ -7,6 +7,7 @@ weights."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 import subprocess
 import sys
@@ -388,3 +389,70 @@ def test_sampler_parameter_rejects_unknown_values():
     cls = FAMILIES.get("tml")
     with pytest.raises(ValueError, match="m_per_class"):
         cls(resolve_config("tml", {"sampler": "balanced"}, cls.param_names()))
+
+
+def test_svm_input_features_feeds_the_svm_and_the_model_the_backbone_features(tiny_home, tmp_path):
+    """svm_input=features: the loss still trains the head's embedding (what the callbacks see), while
+    the validation SVM, the registered SVM and the packaged model read the pooled backbone features;
+    the saved model says so and predicts from the same features after a reload."""
+    import mlflow
+    import torch
+    from PIL import Image
+    from tiny_data import TINY, cells
+
+    from zoo.families.runner import run_training
+    from zoo.models import load_zoo_model
+    from zoo.train import Callback
+
+    class Capture(Callback):
+        def on_fit_end(self, trainer, result):
+            self.svm_train = trainer.last_train_embeddings[0].shape[1]
+            self.callback_view = trainer.train_embeddings()[0].shape[1]
+            self.svm_dims = trainer.best_svm.n_features_in_ if trainer.best_svm is not None else None
+            self.num_features = trainer.model.num_features
+            self.embedding_dim = trainer.model.embedding_dim
+
+    capture = Capture()
+    result = run_training("tml", {**TINY, **FAMILIES.get("tml").contract_params, "svm_input": "features",
+                                  "register": "false"}, progress=False, callbacks=[capture])
+    assert capture.num_features != capture.embedding_dim  # resnet10t: 512 vs 16, so the check can fail
+    assert capture.svm_train == capture.num_features
+    assert capture.callback_view == capture.embedding_dim
+    fold = result.folds[0]
+    folder = Path(mlflow.artifacts.download_artifacts(fold.model_uri, dst_path=str(tmp_path / "m"))) / "artifacts" \
+        / "zoo_model"
+    assert json.loads((folder / "zoo_model.json").read_text())["represent"] == "features"
+    model = load_zoo_model(folder, device="cpu")
+    images = cells(["blast", "lymphocyte", "eosinophil"], seed=9)
+    out = model.predict(images, return_embedding=True)
+    got = np.asarray(out["embedding"].tolist(), dtype=np.float32)
+    assert got.shape == (3, capture.num_features) and model.svm.n_features_in_ == capture.num_features
+    x = torch.stack([model.transform(Image.fromarray(a)) for a in images])
+    with torch.inference_mode():
+        want = model.encoder.features(x.contiguous(memory_format=torch.channels_last)).float().numpy()
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_svm_input_is_refused_where_a_family_needs_the_embedding():
+    """SMR's curves live in the head's embedding space: features are refused with the valid values."""
+    smr = FAMILIES.get("smr")
+    with pytest.raises(ValueError, match="embedding"):
+        smr(resolve_config("smr", {"svm_input": "features"}, smr.param_names()))
+    tml = FAMILIES.get("tml")
+    assert tml(resolve_config("tml", {"svm_input": "features"}, tml.param_names())).params["svm_input"] == "features"
+    assert tml(resolve_config("tml", {}, tml.param_names())).params["svm_input"] == "embedding"
+
+
+def test_models_saved_before_svm_input_existed_read_the_embedding(model, tmp_path):
+    """A zoo_model.json without ``represent`` (older models) loads as the encoder's embedding."""
+    from zoo.models import load_zoo_model
+
+    folder = tmp_path / "old"
+    model.save(folder)
+    meta = json.loads((folder / "zoo_model.json").read_text())
+    assert meta.pop("represent") == "embedding"
+    (folder / "zoo_model.json").write_text(json.dumps(meta))
+    again = load_zoo_model(folder, device="cpu")
+    assert again.represent == "embedding"
+    images = np.zeros((2, 32, 32, 3), np.uint8)
+    np.testing.assert_allclose(again.embed(images), model.embed(images), rtol=1e-5, atol=1e-6)

@@ -142,6 +142,20 @@ def test_adaptive_val_every_validates_once_early_then_only_in_the_last_quarter_o
     assert result.best_epoch in (1, 15, 18)
 
 
+def test_the_stop_rule_reserves_this_epochs_validation_only_when_it_will_run():
+    """9.75 minutes: after epoch 17 (540 s; not a validation epoch) 45 s are left, exactly another
+    epoch and its validation. Reserving a validation for epoch 17 as well would stop there; the run
+    trains epoch 18 instead, validates it and still ends inside the budget."""
+    clock = Clock()
+    t = trainer(epochs=1000, budget=TimeBudget(9.75, clock=clock), callbacks=[Tick(clock, 10.0)],
+                val_every="adaptive")
+    costly_validation(t, clock)
+    result = t.fit()
+    assert result.epochs_run == 18 and result.stopped_on_budget
+    assert [int(r["epoch"]) for r in result.history if r["validated"]] == [1, 15, 18]
+    assert clock.now <= 9.75 * 60
+
+
 def test_validation_due_measures_first_then_waits_for_select_from():
     clock = Clock()
     b = TimeBudget(1.0, clock=clock, select_from=0.5)

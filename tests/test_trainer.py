@@ -226,6 +226,8 @@ def test_bad_arguments_are_rejected():
         make_trainer(patience=0)
     with pytest.raises(ValueError, match="unknown scheduler"):
         make_trainer(scheduler="cosin")
+    with pytest.raises(ValueError, match="'embedding'.*'features'"):
+        make_trainer(represent="feature")
     np.testing.assert_equal(make_trainer().device.type in ("cpu", "cuda", "mps"), True)
 
 
@@ -239,3 +241,31 @@ def test_grad_clip_bounds_the_gradient_norm():
     make_trainer(epochs=1, grad_clip=1e-3, svm=False, val_loader=None,
                  callbacks=[LambdaCallback(on_batch_end=on_batch_end)]).fit()
     assert len(norms) == 3 and max(norms) <= 1e-3 * (1 + 1e-4)
+
+
+def test_represent_features_validates_on_the_backbone_features_and_callbacks_keep_the_embedding():
+    """represent="features": the SVM stage fits and scores model.features(x) (the best SVM too);
+    train_embeddings(), what guide/curve callbacks read, stays the model's output."""
+    val = colour_dataset(18, seed=2)
+    x_val = torch.stack([x for x, _ in val])
+    seen = {}
+
+    class Look(Callback):
+        def on_epoch_end(self, trainer, epoch, metrics):
+            model = trainer.model.eval()
+            with torch.inference_mode():  # fp32 on CPU (no precision asked): exact features
+                want = model.features(x_val).float().numpy()
+            seen[epoch] = (trainer.train_embeddings()[0], trainer.last_train_embeddings[0],
+                           trainer.last_val_embeddings[0], want)
+
+    trainer = make_trainer(epochs=2, represent="features", callbacks=[Look()],
+                           val_loader=DataLoader(val, batch_size=18))
+    fit = trainer.fit()
+    model = trainer.model
+    for head, svm_train, svm_val, want in seen.values():
+        assert head.shape[1] == model.embedding_dim != model.num_features
+        assert svm_train.shape[1] == model.num_features
+        np.testing.assert_allclose(svm_val, want, rtol=1e-4, atol=1e-5)
+    assert fit.svm.n_features_in_ == model.num_features
+    emb, _ = trainer.svm_embed(DataLoader(val, batch_size=18))
+    assert emb.shape == (18, model.num_features)

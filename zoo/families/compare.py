@@ -29,12 +29,15 @@ LOSS_ORDER = ("inverse_umap", "distance")
 #   of other work on the machine change the answer. Three folds are the fewest a paired interval can use.
 # paper: 6 CV iterations with the training preset `paper` (DenseNet-121, 224 px, patience 50): days
 #   on a CPU for every guide; pass guides= to run the few that matter.
-# Both fix ce_weight=0: the question is the papers' (does a guide help the triplet loss?), so no
-#   run gets the cpu preset's auxiliary cross-entropy head unless ce_weight= asks for it.
+# Both fix ce_weight=0 and svm_input=embedding: the question is the papers' (does a guide help the
+#   triplet loss?), so no run gets the cpu preset's auxiliary cross-entropy head unless ce_weight=
+#   asks for it, and the SVM reads the embedding the guide shapes.
 COMPARE_PRESETS: dict[str, dict[str, Any]] = {
     "screen": dict(folds=3, losses="distance", common=dict(img_size=32, epochs=6, patience=6, val_every=2,
-                                                           budget=None, ce_weight=0.0)),
-    "paper": dict(folds=6, losses=",".join(LOSS_ORDER), common=dict(preset="paper", ce_weight=0.0)),
+                                                           budget=None, ce_weight=0.0,
+                                                           svm_input="embedding")),
+    "paper": dict(folds=6, losses=",".join(LOSS_ORDER), common=dict(preset="paper", ce_weight=0.0,
+                                                                    svm_input="embedding")),
 }
 
 

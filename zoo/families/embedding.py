@@ -24,6 +24,13 @@ from zoo.families.base import Family, FoldContext, FoldOutcome
 from zoo.families.params import PRESETS, Param
 from zoo.data.datasets import eval_loader
 
+# What the SVM stage (validation, the registered model, its extras and trust layer) sees. The loss
+# always trains the head's embedding; "features" reads the backbone's pooled features before that
+# head, as a hand-written cross-entropy loop + SVM does (benchmarks/plain_loop.py).
+SVM_INPUT = Param("svm_input", str, "auto", "what the SVM sees: embedding (the encoder head's output, the papers') | "
+                                            "features (the backbone's pooled features before the head)",
+                  choices=("embedding", "features"))
+
 EMBEDDING_PARAMS: tuple[Param, ...] = (
     Param("svm_every", int, "auto", "grid-search the SVM's gamma/C every N epochs", low=1),
     Param("embedding_dim", int, "auto", "embedding size of the encoder head", low=2),
@@ -32,6 +39,7 @@ EMBEDDING_PARAMS: tuple[Param, ...] = (
     Param("sampler", str, "auto", "training batches: m_per_class (m images of each of batch/m classes, "
                                   "with replacement) | random (a shuffled pass over every image)",
           choices=("m_per_class", "random")),
+    SVM_INPUT,
 )
 
 
@@ -160,6 +168,7 @@ class EmbeddingFamily(Family):
             mode="max" if self.direction == "maximize" else "min",
             # Validation only needs decisions: no calibration, grid search on a subsample.
             svm=SVMStage(random_state=cfg.seed, calibrate=False, max_search=svm_max_search),
+            represent=p["svm_input"],
             logger=ctx.run, extra={"run_id": ctx.run.run_id},
         )
         fit = trainer.fit()
@@ -167,7 +176,7 @@ class EmbeddingFamily(Family):
         if fit.svm is None:
             raise RuntimeError("training ended without a fitted SVM stage (no validation ran)")
 
-        train_emb, train_y = trainer.embed(trainer.train_eval_loader, desc="embed train")  # best weights
+        train_emb, train_y = trainer.svm_embed(trainer.train_eval_loader, desc="embed train")  # best weights
         svm = packaged_svm(fit.svm, train_emb, train_y, seed=cfg.seed, max_search=svm_max_search)
         metrics: dict[str, float] = {k: v for k, v in fit.best.items() if k.startswith("val_")}
         metrics["best_epoch"] = float(fit.best_epoch or 0)
@@ -179,10 +188,10 @@ class EmbeddingFamily(Family):
         # the validation fold — never the test fold — and reported on the test fold.
         from zoo.evaluate.trust import class_probabilities, fold_trust
 
-        val_emb, val_y = trainer.embed(loaders["val"], desc="embed val")
+        val_emb, val_y = trainer.svm_embed(loaders["val"], desc="embed val")
         trust_test = None
         if "test" in loaders and len(ctx.split["test"]):
-            test_emb, test_y = trainer.embed(loaders["test"], desc="embed test")
+            test_emb, test_y = trainer.svm_embed(loaders["test"], desc="embed test")
             test = classification_metrics(test_y, svm.predict(test_emb), classes, severity=ctx.severity,
                                           ontology=ctx.ontology)
             test_metrics = scalar_metrics(test, "test_")
@@ -209,7 +218,8 @@ class EmbeddingFamily(Family):
             extras = self.model_extras(loss, train_emb, train_y, classes)
             model = EmbeddingSVMModel(cfg.family, encoder.cpu(), svm, classes, img_size=cfg.img_size, extras=extras,
                                       config={**cfg.to_dict(), **p, "fold": ctx.fold},
-                                      training=ctx.options.get("training"), device="cpu")
+                                      training=ctx.options.get("training"), device="cpu",
+                                      represent=p["svm_input"])
             model.trust = trust
         return FoldOutcome(model, metrics, fit.best_epoch, fit.epochs_run, list(fit.history), test_index)
 
@@ -236,5 +246,5 @@ def plot_history(history: list[dict[str, float]]):
     return fig
 
 
-__all__ = ["EMBEDDING_PARAMS", "EmbeddingFamily", "m_per_class", "packaged_svm", "plot_history", "train_eval_loader",
+__all__ = ["EMBEDDING_PARAMS", "SVM_INPUT", "EmbeddingFamily", "m_per_class", "packaged_svm", "plot_history", "train_eval_loader",
            "with_classifier_head"]

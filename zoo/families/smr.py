@@ -69,7 +69,10 @@ class SMRFamily(EmbeddingFamily):
 
     name = "smr"
     params = (
-        *EMBEDDING_PARAMS,
+        # The curves live in the head's embedding space, which the SMR loss shapes: the SVM reads it too.
+        *(p for p in EMBEDDING_PARAMS if p.name != "svm_input"),
+        Param("svm_input", str, "embedding", "what the SVM sees: embedding (SMR's curves live there)",
+              choices=("embedding",)),
         Param("curve", str, "linear", "curve model per lineage", choices=tuple(CURVES.names())),
         Param("targets", str, "uniform", "regression targets on the curve: uniform (Eq. 1) or log-frequency (Eq. 2)",
               choices=tuple(TARGETS.names())),

@@ -10,6 +10,10 @@ knowledge/            the ontology and matrices the model was trained with
 <extras files>        whatever the extras save (e.g. guide.csv, guide_projector.npz)
 ```
 
+``represent`` says what the SVM (and the extras) read: ``embedding``, the encoder's output (the
+papers'), or ``features``, the backbone's pooled features before the encoder's head (the
+``svm_input`` parameter of the embedding families); ``zoo_model.json`` records it.
+
 ``predict(images)`` gives ``label`` (the SVM's decision), ``confidence`` (its calibrated
 probability), one ``p_<class>`` per class, the extras' columns and, with
 ``return_embedding=True``, ``embedding``. Images are decoded with ``zoo.data.images.decode_image``
@@ -31,6 +35,7 @@ from zoo.models.zoo_model import (MODEL_EXTRAS, ZOO_MODELS, ModelExtras, UnsafeA
 
 ENCODER_FILE = "encoder.safetensors"
 SVM_FILE = "svm.skops"
+REPRESENTATIONS = ("embedding", "features")
 KNOWLEDGE_DIR = "knowledge"
 
 
@@ -43,11 +48,16 @@ class EmbeddingSVMModel(ZooModel):
     def __init__(self, family: str, encoder, svm, classes: Sequence[str], *, img_size: int,
                  extras: Mapping[str, ModelExtras] | None = None, config: Mapping[str, Any] | None = None,
                  device: str = "cpu", knowledge_dir: Path | None = None, meta: Mapping[str, Any] | None = None,
-                 training: Mapping[str, Any] | None = None):
+                 training: Mapping[str, Any] | None = None, represent: str = "embedding"):
         if not classes:
             raise ValueError("an embedding model needs its class list (canonical ids, in order)")
         super().__init__(family=family, classes=classes, img_size=img_size, config=config, training=training,
                          meta=meta)
+        if represent not in REPRESENTATIONS:
+            raise ValueError(f"represent must be one of {', '.join(REPRESENTATIONS)}, got {represent!r}")
+        if represent == "features" and not callable(getattr(encoder, "features", None)):
+            raise TypeError(f"represent='features' needs an encoder with features(x); {type(encoder).__name__} has none")
+        self.represent = represent
         self.encoder = encoder
         self.svm = svm
         self.extras = dict(extras or {})
@@ -93,8 +103,9 @@ class EmbeddingSVMModel(ZooModel):
 
     # -- inference --------------------------------------------------------------------------------
     def embed(self, images, batch_size: int = 64) -> np.ndarray:
-        """(N, D) float32 embeddings of ``images`` (PIL images, an (N, H, W, 3) uint8 array, or
-        anything ``decode_image`` reads: paths, bytes, base64 strings)."""
+        """(N, D) float32 representations the SVM reads (``represent``: the encoder's embeddings or its
+        backbone features) of ``images`` (PIL images, an (N, H, W, 3) uint8 array, or anything
+        ``decode_image`` reads: paths, bytes, base64 strings)."""
         import torch
         from tqdm.auto import tqdm
 
@@ -104,14 +115,16 @@ class EmbeddingSVMModel(ZooModel):
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         n = len(items)
         if n == 0:
-            return np.zeros((0, int(getattr(self.encoder, "embedding_dim", 0) or 0)), dtype=np.float32)
+            dim = "num_features" if self.represent == "features" else "embedding_dim"
+            return np.zeros((0, int(getattr(self.encoder, dim, 0) or 0)), dtype=np.float32)
         out = []
         starts = range(0, n, batch_size)
         with torch.inference_mode():
             for start in tqdm(starts, desc="predict", unit="batch", disable=None if len(starts) > 4 else True):
                 x = decode_batch(items[start : start + batch_size], self.transform, start)
                 x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                out.append(self.encoder(x).float().cpu().numpy())
+                z = self.encoder.features(x) if self.represent == "features" else self.encoder(x)
+                out.append(z.float().cpu().numpy())
         return np.concatenate(out)
 
     def probabilities(self, embeddings: np.ndarray) -> np.ndarray:
@@ -159,7 +172,7 @@ class EmbeddingSVMModel(ZooModel):
 
     # -- persistence ------------------------------------------------------------------------------
     def metadata(self) -> dict[str, Any]:
-        return {**super().metadata(), "encoder": dict(self.encoder.config),
+        return {**super().metadata(), "encoder": dict(self.encoder.config), "represent": self.represent,
                 "extras": {name: extra.config() for name, extra in self.extras.items()}}
 
     def save_files(self, directory: Path) -> dict[str, Any]:
@@ -194,7 +207,9 @@ class EmbeddingSVMModel(ZooModel):
         knowledge = directory / KNOWLEDGE_DIR
         return cls(meta["family"], encoder, svm, meta["classes"], img_size=int(meta["img_size"]), extras=extras,
                    config=meta.get("config"), device=device, knowledge_dir=knowledge if knowledge.is_dir() else None,
-                   meta=meta, training=meta.get("training"))
+                   meta=meta, training=meta.get("training"),
+                   # Models saved before the option existed fed the SVM the encoder's embeddings.
+                   represent=str(meta.get("represent", "embedding")))
 
     def __repr__(self) -> str:
         return (f"EmbeddingSVMModel(family={self.family!r}, classes={len(self.classes)}, img_size={self.img_size}, "

@@ -8,7 +8,8 @@ A callback subclasses :class:`Callback` and overrides the hooks it needs. Every 
 * ask to stop: ``trainer.should_stop = True`` (the epoch finishes and is checkpointed),
 * embed any loader: ``trainer.embed(loader) -> (embeddings, labels)`` as numpy arrays, or reuse the
   augmentation-free training embeddings the validation step already computed:
-  ``trainer.train_embeddings()`` (computed at most once per epoch; also ``trainer.last_train_embeddings``),
+  ``trainer.train_embeddings()`` (the model's output, computed at most once per epoch;
+  ``trainer.last_train_embeddings`` is what the SVM stage saw, the same unless ``represent="features"``),
 * reach the loss under its wrappers: ``trainer.loss_fn.unwrap()``.
 
 Hook order per epoch: ``on_epoch_start`` -> batches (``on_batch_end`` each) -> validation ->

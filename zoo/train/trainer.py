@@ -179,6 +179,7 @@ class Trainer:
         val_every: int | str = 1,
         svm_train_max: int | None = None,
         batch_transform: Any = None,
+        represent: str = "embedding",
     ) -> None:
         if int(epochs) < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs}")
@@ -201,6 +202,12 @@ class Trainer:
             if not isinstance(cb, Callback):
                 raise TypeError(f"callbacks must be zoo.train.Callback instances, got {type(cb).__name__}")
 
+        if represent not in ("embedding", "features"):
+            raise ValueError(f"represent must be 'embedding' (the model's output) or 'features' (model.features(x), "
+                             f"the backbone's pooled features), got {represent!r}")
+        if represent == "features" and not callable(getattr(model, "features", None)):
+            raise TypeError(f"represent='features' needs a model with features(x); {type(model).__name__} has none")
+        self.represent = represent
         self.dist = distributed.ensure()
         self.device = resolve_device(device)
         if self.dist.enabled and self.device.type == "cuda":
@@ -291,7 +298,8 @@ class Trainer:
         self.last_train_embeddings: tuple[np.ndarray, np.ndarray] | None = None
         self.last_val_embeddings: tuple[np.ndarray, np.ndarray] | None = None
         self.last_val_metrics: dict[str, Any] | None = None
-        self._train_embeddings_epoch: int | None = None
+        self._train_cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # per epoch: "embedding"/"features"
+        self._train_cache_epoch: int | None = None
         self._resumed_from: int | None = None
         self._finished = False
         self._stopped_early = False
@@ -339,27 +347,34 @@ class Trainer:
         """Embeddings of one batch (eval mode, inference mode, inside autocast)."""
         return self.model(batch[0])
 
+    def feature_batch(self, batch: tuple) -> torch.Tensor:
+        """``model.features(x)`` of one batch: what the SVM stage reads with ``represent="features"``."""
+        return self.model.features(batch[0])
+
     # --- embeddings -----------------------------------------------------------------------------
-    def embed(self, loader: Iterable, desc: str = "embed") -> tuple[np.ndarray, np.ndarray]:
-        """(embeddings float32 (N, D), labels int64 (N,)) of a whole loader, in eval mode.
+    def embed(self, loader: Iterable, desc: str = "embed", features: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """(embeddings float32 (N, D), labels int64 (N,)) of a whole loader, in eval mode
+        (``features=True``: :meth:`feature_batch` instead of :meth:`embed_batch`).
 
         Under DDP every rank gets the whole result: a loader over a rank's training shard is
         embedded by its rank, any other DataLoader is sliced across ranks; the parts are gathered
         in rank order (for a sliced loader, that is the loader's order)."""
         if not self.dist.enabled:
-            return self._embed_local(loader, desc)
+            return self._embed_local(loader, desc, features=features)
         if isinstance(loader, DataLoader) and distributed.shard_of(loader.dataset) is None:
             part = distributed.chunk(len(loader.dataset), self.dist.rank, self.dist.world_size)
             loader = DataLoader(torch.utils.data.Subset(loader.dataset, list(part)),
                                 batch_size=loader.batch_size or 64, shuffle=False, num_workers=loader.num_workers,
                                 collate_fn=loader.collate_fn, pin_memory=loader.pin_memory)
-        emb, y = self._embed_local(loader, desc, allow_empty=True)
+        emb, y = self._embed_local(loader, desc, allow_empty=True, features=features)
         emb, y = distributed.gather_concat((emb, y), self.dist)
         if not len(y):
             raise ValueError(f"{desc}: the loader yielded no batches (empty dataset?)")
         return emb, y
 
-    def _embed_local(self, loader: Iterable, desc: str, allow_empty: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def _embed_local(self, loader: Iterable, desc: str, allow_empty: bool = False,
+                     features: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        step = self.feature_batch if features else self.embed_batch
         was_training = self.model.training
         self.model.eval()
         chunks, labels = [], []
@@ -367,7 +382,7 @@ class Trainer:
             with torch.inference_mode(), self._autocast():
                 for batch in tqdm(loader, desc=desc, leave=False, disable=not self.progress, dynamic_ncols=True):
                     batch = self._to_device(batch)
-                    chunks.append(self.embed_batch(batch).float().cpu())
+                    chunks.append(step(batch).float().cpu())
                     labels.append(batch[-1].cpu())
         finally:
             self.model.train(was_training)
@@ -430,11 +445,21 @@ class Trainer:
         return self._svm_subsample_loader
 
     def train_embeddings(self) -> tuple[np.ndarray, np.ndarray]:
-        """Augmentation-free training embeddings of the current epoch (computed at most once)."""
-        if self.last_train_embeddings is None or self._train_embeddings_epoch != self.epoch:
-            self.last_train_embeddings = self.embed(self._svm_train_loader(), desc="embed train")
-            self._train_embeddings_epoch = self.epoch
-        return self.last_train_embeddings
+        """Augmentation-free training embeddings (the model's output) of the current epoch, computed
+        at most once: what the callbacks (guide targets, curves) work on."""
+        return self._train_representation(features=False)
+
+    def svm_embed(self, loader: Iterable, desc: str = "embed") -> tuple[np.ndarray, np.ndarray]:
+        """What the SVM stage reads of ``loader``: embeddings, or features with ``represent="features"``."""
+        return self.embed(loader, desc, features=self.represent == "features")
+
+    def _train_representation(self, features: bool) -> tuple[np.ndarray, np.ndarray]:
+        if self._train_cache_epoch != self.epoch:
+            self._train_cache, self._train_cache_epoch = {}, self.epoch
+        key = "features" if features else "embedding"
+        if key not in self._train_cache:
+            self._train_cache[key] = self.embed(self._svm_train_loader(), desc=f"embed train ({key})", features=features)
+        return self._train_cache[key]
 
     # --- one epoch ------------------------------------------------------------------------------
     def _train_epoch(self, epoch: int) -> dict[str, float]:
@@ -563,8 +588,10 @@ class Trainer:
 
     def _validate(self, epoch: int) -> dict[str, float]:
         start = time.perf_counter()
-        train_emb, train_y = self.train_embeddings()
-        self.last_val_embeddings = self.embed(self.val_loader, desc="embed val")
+        # What the SVM stage saw (also read by the tuning objective): embeddings or features.
+        self.last_train_embeddings = self._train_representation(features=self.represent == "features")
+        train_emb, train_y = self.last_train_embeddings
+        self.last_val_embeddings = self.svm_embed(self.val_loader, desc="embed val")
         val_emb, val_y = self.last_val_embeddings
         out: dict[str, float] = {"embed_seconds": time.perf_counter() - start}
         if self.svm_template is None:
@@ -679,14 +706,17 @@ class Trainer:
         last = epoch >= self.epochs
         if self.budget is not None:
             self.budget.record(clock() - mark)
-            if not last and not self.budget.another_epoch_fits(validate_now=self.val_loader is not None):
+        due = (self.budget.validation_due(epoch, self._next_val) if self._adaptive_val
+               else epoch % self.val_every == 0)
+        if self.budget is not None:
+            # Reserve this epoch's validation only when it will run: under adaptive validation most
+            # epochs do not validate, and reserving one anyway ended budgeted runs ~half an epoch early.
+            if not last and not self.budget.another_epoch_fits(validate_now=self.val_loader is not None and due):
                 last = self._stopped_on_budget = True
             # DDP: rank 0's clock decides for all ranks
             last, self._stopped_on_budget = distributed.broadcast((last, self._stopped_on_budget), self.dist)
             if self._stopped_on_budget:
                 self.epoch_metrics["stopped_on_budget"] = 1.0
-        due = (self.budget.validation_due(epoch, self._next_val) if self._adaptive_val
-               else epoch % self.val_every == 0)
         validate = self.val_loader is not None and (last or due)
         if validate:
             mark = clock()

@@ -71,8 +71,8 @@ class InnerSVMCallback(Callback):
             (tr, ty), (va, vy) = trainer.last_train_embeddings, trainer.last_val_embeddings
         else:  # the model now holds the best epoch's weights: embed again
             loader = trainer.train_eval_loader if trainer.train_eval_loader is not None else trainer.train_loader
-            tr, ty = trainer.embed(loader, desc="embed train (inner SVM)")
-            va, vy = trainer.embed(trainer.val_loader, desc="embed val (inner SVM)")
+            tr, ty = trainer.svm_embed(loader, desc="embed train (inner SVM)")
+            va, vy = trainer.svm_embed(trainer.val_loader, desc="embed val (inner SVM)")
         self.embed_seconds = time.perf_counter() - start
         classes = trainer.classes if trainer.classes is not None else list(range(int(max(ty.max(), vy.max())) + 1))
         self.result = tune_svm(tr, ty, va, vy, classes=classes, severity=trainer.severity, ontology=trainer.ontology,

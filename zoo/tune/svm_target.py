@@ -138,7 +138,8 @@ def tune_registered_svm(p) -> Any:
         svm = SVMStage(random_state=p.seed).refit_only(tr, ty, params=result.params)  # calibrated, as training
         new = EmbeddingSVMModel(model.family, model.encoder, svm, classes, img_size=model.img_size,
                                 extras=model.extras, config=model.config, device="cpu",
-                                knowledge_dir=model.knowledge_dir, training=training)
+                                knowledge_dir=model.knowledge_dir, training=training,
+                                represent=getattr(model, "represent", "embedding"))
         metrics = {f"val_{k}": v for k, v in scalar_metrics(result.val_metrics, "").items()}
         trust_test = None
         if len(split["test"]):
