@@ -120,3 +120,79 @@ def test_ce_weight_parameter_cpu_preset_wraps_paper_preset_and_zero_do_not():
     assert with_classifier_head(inner, 3, 8, 0.0) is inner
     wrapped = with_classifier_head(inner, 3, 8, 0.5)
     assert isinstance(wrapped, WithClassifierHead) and wrapped.weight == 0.5 and wrapped.unwrap() is inner.unwrap()
+
+
+# --- ce_on=features: the head reads the backbone features, the metric loss the embedding ----------
+
+def test_features_head_value_is_metric_loss_on_embeddings_plus_cross_entropy_on_features():
+    emb, y = batch()
+    feats = torch.randn(24, 5, generator=torch.Generator().manual_seed(2), requires_grad=True)
+    inner = create_loss("triplet")
+    head = WithClassifierHead(inner, n_classes=3, embedding_dim=5, weight=0.7, on="features")
+    assert head.needs_features and head.fc.bias is not None  # a plain network's biased classifier
+    got = head(emb, y, features=feats)
+    expected = inner(emb, y) + 0.7 * F.cross_entropy(feats @ head.fc.weight.T + head.fc.bias, y)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    got.backward()
+    # The cross-entropy term trains the features; the embeddings get only the metric term's gradient.
+    assert feats.grad is not None and (feats.grad.abs().sum(1) > 0).all()
+    emb2 = emb.detach().clone().requires_grad_(True)
+    inner(emb2, y).backward()
+    torch.testing.assert_close(emb.grad, emb2.grad)
+
+
+def test_features_head_without_features_or_with_the_wrong_width_names_the_fix():
+    head = WithClassifierHead(create_loss("triplet"), 3, 5, on="features")
+    emb, y = batch()
+    with pytest.raises(ValueError, match="ce_on=features"):
+        head(emb, y)
+    with pytest.raises(ValueError, match="expects 5-d features, got 7-d"):
+        head(emb, y, features=torch.randn(24, 7))
+    with pytest.raises(ValueError, match="N=24"):
+        head(emb, y, features=torch.randn(23, 5))
+    with pytest.raises(ValueError, match="'embedding' or 'features'"):
+        WithClassifierHead(create_loss("triplet"), 3, 5, on="logits")
+    assert not WithClassifierHead(create_loss("triplet"), 3, 8).needs_features
+
+
+def test_the_trainer_feeds_the_encoders_features_to_a_features_head():
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from zoo.models import Encoder
+    from zoo.train import Trainer
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(32, 3, 32, 32, generator=g)
+    y = torch.arange(32) % 2
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    encoder = Encoder("resnet18", embedding_dim=8, img_size=32)
+    loss = with_classifier_head(create_loss("triplet"), 2, 8, 1.0, on="features", feature_dim=encoder.num_features)
+    assert loss.fc.in_features == 512
+    initial = loss.fc.weight.detach().clone()
+    emb, feats = encoder.eval()(x[:4], return_features=True)
+    torch.testing.assert_close(emb, encoder.head(feats))  # one pass gives both, consistently
+    result = Trainer(encoder, loss, loader, None, epochs=1, patience=None, svm=False, progress=False,
+                     precision="fp32").fit()
+    assert not torch.equal(loss.fc.weight.detach(), initial)
+    assert result.history[-1]["train_loss_ce"] > 0
+
+    # A model whose forward cannot return its features is refused before training, not mid-epoch.
+    with pytest.raises(TypeError, match="return_features"):
+        Trainer(torch.nn.Linear(6, 4), with_classifier_head(create_loss("triplet"), 2, 4, 1.0, on="features",
+                                                             feature_dim=6),
+                loader, None, epochs=1, patience=None, svm=False, progress=False)
+
+
+def test_ce_on_parameter_cpu_preset_reads_the_features_smr_the_embedding_and_both_are_accepted():
+    cls = FAMILIES.get("tml")
+    assert cls(resolve_config("tml", {}, cls.param_names())).params["ce_on"] == "features"
+    assert cls(resolve_config("tml", {"ce_on": "embedding"}, cls.param_names())).params["ce_on"] == "embedding"
+    assert FAMILIES.get("guided")(resolve_config("guided", {}, FAMILIES.get("guided").param_names())).params["ce_on"] \
+        == "features"
+    smr = FAMILIES.get("smr")
+    assert smr(resolve_config("smr", {}, smr.param_names())).params["ce_on"] == "embedding"
+    with pytest.raises(ValueError, match="ce_on"):
+        cls(resolve_config("tml", {"ce_on": "logits"}, cls.param_names()))
+    with pytest.raises(ValueError, match="feature_dim"):
+        with_classifier_head(create_loss("triplet"), 3, 8, 1.0, on="features")

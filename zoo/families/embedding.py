@@ -36,6 +36,10 @@ EMBEDDING_PARAMS: tuple[Param, ...] = (
     Param("embedding_dim", int, "auto", "embedding size of the encoder head", low=2),
     Param("ce_weight", float, "auto", "weight of an auxiliary cross-entropy head on the embeddings "
                                       "(BNNeck; 0 = the papers' metric loss alone)", low=0.0, high=10.0),
+    Param("ce_on", str, "auto", "what the cross-entropy head reads: embedding (BNNeck on the embeddings) | "
+                                "features (a linear classifier on the backbone's pooled features, as a plain "
+                                "cross-entropy network; the metric loss still trains the embedding)",
+          choices=("embedding", "features")),
     Param("sampler", str, "auto", "training batches: m_per_class (m images of each of batch/m classes, "
                                   "with replacement) | random (a shuffled pass over every image)",
           choices=("m_per_class", "random")),
@@ -67,14 +71,20 @@ def packaged_svm(best_svm, train_emb, train_y, *, seed: int, max_search: int | N
     return SVMStage(random_state=seed, max_search=max_search).fit(train_emb, train_y)
 
 
-def with_classifier_head(loss: nn.Module, n_classes: int, embedding_dim: int, weight: float) -> nn.Module:
+def with_classifier_head(loss: nn.Module, n_classes: int, embedding_dim: int, weight: float,
+                         on: str = "embedding", feature_dim: int | None = None) -> nn.Module:
     """The family's loss plus the auxiliary cross-entropy head when ``weight > 0``
-    (:class:`zoo.losses.classifier_head.WithClassifierHead`); the loss itself for 0. Callbacks and
+    (:class:`zoo.losses.classifier_head.WithClassifierHead`), reading the embeddings or (``on=
+    "features"``, ``feature_dim`` wide) the backbone features; the loss itself for 0. Callbacks and
     ``model_extras`` still reach the family's loss through ``unwrap()``."""
     if not weight:
         return loss
     from zoo.losses.classifier_head import WithClassifierHead
 
+    if on == "features":
+        if not feature_dim:
+            raise ValueError("a classifier head on the features needs the encoder's feature_dim")
+        return WithClassifierHead(loss, n_classes, feature_dim, weight=weight, on="features")
     return WithClassifierHead(loss, n_classes, embedding_dim, weight=weight)
 
 
@@ -154,7 +164,8 @@ class EmbeddingFamily(Family):
         # same weights, whatever the data loading or the family's preparation drew before.
         seed_everything(cfg.seed)
         encoder = create_encoder(cfg.backbone, p["embedding_dim"], pretrained=cfg.pretrained, img_size=cfg.img_size)
-        loss = with_classifier_head(self.build_loss(classes), len(classes), p["embedding_dim"], p["ce_weight"])
+        loss = with_classifier_head(self.build_loss(classes), len(classes), p["embedding_dim"], p["ce_weight"],
+                                    on=p["ce_on"], feature_dim=encoder.num_features)
         svm_max_search = PRESETS[cfg.preset]["svm_max_search"]
         trainer = Trainer(
             encoder, loss, loaders["train"], loaders["val"], epochs=cfg.epochs, patience=cfg.patience,

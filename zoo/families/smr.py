@@ -70,7 +70,11 @@ class SMRFamily(EmbeddingFamily):
     name = "smr"
     params = (
         # The curves live in the head's embedding space, which the SMR loss shapes: the SVM reads it too.
-        *(p for p in EMBEDDING_PARAMS if p.name != "svm_input"),
+        *(p for p in EMBEDDING_PARAMS if p.name not in ("svm_input", "ce_on")),
+        # ce_on=features (the cpu preset's, chosen for TML and guided on PBC) was not measured with
+        # the curve losses, so SMR keeps the head it was tuned with.
+        Param("ce_on", str, "embedding", "what the cross-entropy head reads: embedding (BNNeck) | features",
+              choices=("embedding", "features")),
         Param("svm_input", str, "embedding", "what the SVM sees: embedding (SMR's curves live there)",
               choices=("embedding",)),
         Param("curve", str, "linear", "curve model per lineage", choices=tuple(CURVES.names())),

@@ -37,7 +37,7 @@ class Encoder(nn.Module):
     """``backbone`` (timm, ``num_classes=0``: pooled features) -> Dropout -> Linear(embedding_dim).
 
     ``forward(x)`` returns (N, embedding_dim) embeddings; ``features(x)`` the pooled backbone
-    features. ``config`` holds everything :meth:`from_config` needs to rebuild the architecture
+    features; ``forward(x, return_features=True)`` both. ``config`` holds everything :meth:`from_config` needs to rebuild the architecture
     (weights travel separately as a state dict).
     """
 
@@ -97,8 +97,13 @@ class Encoder(nn.Module):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.backbone(x)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+    def forward(self, x: torch.Tensor, return_features: bool = False):
+        """Embeddings; with ``return_features`` the pair (embeddings, pooled features) of one pass
+        (a loss with a head on the features needs both, and under DDP both must come out of the
+        wrapped module's forward for the gradients to be synchronised)."""
+        f = self.features(x)
+        e = self.head(f)
+        return (e, f) if return_features else e
 
     def extra_repr(self) -> str:
         return f"backbone={self.backbone_name!r}, embedding_dim={self.embedding_dim}"

@@ -30,6 +30,7 @@ the Trainer and override :meth:`Trainer.compute_loss` and/or :meth:`Trainer.embe
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import math
 import time
@@ -208,6 +209,9 @@ class Trainer:
         if represent == "features" and not callable(getattr(model, "features", None)):
             raise TypeError(f"represent='features' needs a model with features(x); {type(model).__name__} has none")
         self.represent = represent
+        if getattr(loss_fn, "needs_features", False) and "return_features" not in inspect.signature(model.forward).parameters:
+            raise TypeError(f"the loss reads the backbone features, so the model's forward must accept "
+                            f"return_features=True (zoo.models.Encoder does); {type(model).__name__}'s does not")
         self.dist = distributed.ensure()
         self.device = resolve_device(device)
         if self.dist.enabled and self.device.type == "cuda":
@@ -338,6 +342,10 @@ class Trainer:
     def compute_loss(self, batch: tuple) -> torch.Tensor:
         """Loss of one training batch (already on the device, inside autocast)."""
         images, labels = batch[0], batch[-1]
+        if getattr(self.loss_fn, "needs_features", False):  # e.g. a classifier head on the features
+            embeddings, features = self.net(images, return_features=True)
+            with torch.autocast(device_type=self.device.type, enabled=False):
+                return self.loss_fn(embeddings.float(), labels, features=features.float())
         embeddings = self.net(images)
         # The loss (distances, mining, guide targets) in float32, whatever the autocast dtype.
         with torch.autocast(device_type=self.device.type, enabled=False):
