@@ -34,8 +34,8 @@ SVM_INPUT = Param("svm_input", str, "auto", "what the SVM sees: embedding (the e
 EMBEDDING_PARAMS: tuple[Param, ...] = (
     Param("svm_every", int, "auto", "grid-search the SVM's gamma/C every N epochs", low=1),
     Param("embedding_dim", int, "auto", "embedding size of the encoder head", low=2),
-    Param("ce_weight", float, "auto", "weight of an auxiliary cross-entropy head on the embeddings "
-                                      "(BNNeck; 0 = the papers' metric loss alone)", low=0.0, high=10.0),
+    Param("ce_weight", float, "auto", "weight of an auxiliary cross-entropy head (where it reads: ce_on; "
+                                      "0 = the papers' metric loss alone)", low=0.0, high=10.0),
     Param("ce_on", str, "auto", "what the cross-entropy head reads: embedding (BNNeck on the embeddings) | "
                                 "features (a linear classifier on the backbone's pooled features, as a plain "
                                 "cross-entropy network; the metric loss still trains the embedding)",

@@ -35,10 +35,12 @@ AUTO = "auto"  # "take the preset's value"
 PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(backbone="resnet18", img_size=64, epochs=30, patience=8, batch_size=64,
                 lr=1e-3, svm_every=5, embedding_dim=256, ce_weight=1.0, ce_on="features", svm_max_search=1500,
-                sampler="m_per_class", svm_input="embedding", precision="auto", budget=None, val_every="adaptive", svm_train_max=1500),
+                sampler="m_per_class", svm_input="embedding", precision="auto", budget=None, val_every="adaptive",
+                svm_train_max=1500),
     "paper": dict(backbone="densenet121", img_size=224, epochs=1000, patience=50, batch_size=32,
                   lr=1e-4, svm_every=5, embedding_dim=256, ce_weight=0.0, ce_on="embedding", svm_max_search=None,
-                  sampler="m_per_class", svm_input="embedding", precision="auto", budget=None, val_every=1, svm_train_max=None),
+                  sampler="m_per_class", svm_input="embedding", precision="auto", budget=None, val_every=1,
+                  svm_train_max=None),
 }
 
 # How an example value is written in error messages: "mlflow" (-P name=value, the MLproject),

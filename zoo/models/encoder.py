@@ -37,8 +37,8 @@ class Encoder(nn.Module):
     """``backbone`` (timm, ``num_classes=0``: pooled features) -> Dropout -> Linear(embedding_dim).
 
     ``forward(x)`` returns (N, embedding_dim) embeddings; ``features(x)`` the pooled backbone
-    features; ``forward(x, return_features=True)`` both. ``config`` holds everything :meth:`from_config` needs to rebuild the architecture
-    (weights travel separately as a state dict).
+    features; ``forward(x, return_features=True)`` both. ``config`` holds everything
+    :meth:`from_config` needs to rebuild the architecture (weights travel separately as a state dict).
     """
 
     def __init__(

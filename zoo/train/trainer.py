@@ -209,7 +209,8 @@ class Trainer:
         if represent == "features" and not callable(getattr(model, "features", None)):
             raise TypeError(f"represent='features' needs a model with features(x); {type(model).__name__} has none")
         self.represent = represent
-        if getattr(loss_fn, "needs_features", False) and "return_features" not in inspect.signature(model.forward).parameters:
+        needs_features = getattr(loss_fn, "needs_features", False)
+        if needs_features and "return_features" not in inspect.signature(model.forward).parameters:
             raise TypeError(f"the loss reads the backbone features, so the model's forward must accept "
                             f"return_features=True (zoo.models.Encoder does); {type(model).__name__}'s does not")
         self.dist = distributed.ensure()
