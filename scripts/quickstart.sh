@@ -4,7 +4,7 @@
 # production, and say how to open the UI. Extra arguments go to `mlflow run`, e.g.
 #   bash scripts/quickstart.sh -P budget=2 -P limit=1500     # a quicker look
 #   bash scripts/quickstart.sh -P budget=none -P epochs=30    # the old 30-epoch run
-# The training is time-boxed: -P budget=3.5 (minutes; the cosine schedule spans it, see
+# The training is time-boxed: -P budget=3.8 (minutes; the cosine schedule spans it, see
 # `zoo train guided --help`). Later arguments override it.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -24,7 +24,7 @@ python -c "from zoo.tracking.store import ensure_experiments as e; e(['zoo-guide
 
 echo "[quickstart] training: mlflow run . -e guided -P guide=fr_sim_mat"
 train_start=$SECONDS
-mlflow run . -e guided -P guide=fr_sim_mat -P budget=3.5 --env-manager local --experiment-name zoo-guided "$@"
+mlflow run . -e guided -P guide=fr_sim_mat -P budget=3.8 --env-manager local --experiment-name zoo-guided "$@"
 train_s=$((SECONDS - train_start))
 
 version=$(python - <<'PY'

@@ -42,4 +42,13 @@ if ! "$VENV/bin/python" -c "import zoo, mlflow, timm, umap, igraph, pytest" 2>/d
     "$VENV/bin/python" -m pip install -q -e "$ROOT[dev,explain]"
   touch "$VENV/.zoo-installed"
 fi
+# umap-learn's kernels are compiled by numba on first use (~25 s on 2 cores; 11 s of it is cached on
+# disk, zoo.numba_cache). Pay that here, once per machine, rather than inside the first training run's
+# embedding map. The cache lives in ~/.cache/marrow-zoo/numba; the marker is per environment.
+if [ ! -f "$VENV/.zoo-numba-warm" ]; then
+  quiet "compiling umap-learn's numba kernels once (cached in ~/.cache/marrow-zoo/numba)" \
+    "$VENV/bin/python" -c "import numpy as np; from zoo.evaluate.embedding_map import reduce_2d; \
+reduce_2d(np.random.default_rng(0).normal(size=(300, 16)).astype('float32'), method='umap')"
+  touch "$VENV/.zoo-numba-warm"
+fi
 echo "[setup] ready in ${SECONDS} s: $VENV ($("$VENV/bin/python" -c 'import torch, mlflow; print("torch", torch.__version__, "mlflow", mlflow.__version__)'))"

@@ -150,9 +150,41 @@ def test_features_head_without_features_or_with_the_wrong_width_names_the_fix():
         head(emb, y, features=torch.randn(24, 7))
     with pytest.raises(ValueError, match="N=24"):
         head(emb, y, features=torch.randn(23, 5))
-    with pytest.raises(ValueError, match="'embedding' or 'features'"):
+    with pytest.raises(ValueError, match="'embedding', 'features' or 'both'"):
         WithClassifierHead(create_loss("triplet"), 3, 5, on="logits")
     assert not WithClassifierHead(create_loss("triplet"), 3, 8).needs_features
+
+
+# --- ce_on=both: BNNeck on the embedding and a linear classifier on the features -------------------
+
+def test_both_heads_value_is_metric_plus_weighted_sum_of_the_two_cross_entropies():
+    emb, y = batch()
+    feats = torch.randn(24, 5, generator=torch.Generator().manual_seed(2), requires_grad=True)
+    inner = create_loss("triplet")
+    head = WithClassifierHead(inner, n_classes=3, embedding_dim=8, weight=0.7, on="both", feature_dim=5)
+    assert head.needs_features and head.fc.in_features == 8 and head.fc_features.in_features == 5
+    torch.nn.init.normal_(head.fc.weight, std=0.5, generator=torch.Generator().manual_seed(1))
+    got = head(emb, y, features=feats)
+    bn = (emb - emb.mean(0)) / torch.sqrt(emb.var(0, unbiased=False) + head.bn.eps)
+    ce_e = F.cross_entropy(bn @ head.fc.weight.T, y)
+    ce_f = F.cross_entropy(feats @ head.fc_features.weight.T + head.fc_features.bias, y)
+    torch.testing.assert_close(got, inner(emb, y) + 0.7 * (ce_e + ce_f), rtol=1e-5, atol=1e-6)
+    assert head.terms["ce"] == pytest.approx(float(ce_e + ce_f), rel=1e-5)
+    assert head.terms["ce_features"] == pytest.approx(float(ce_f), rel=1e-5)
+    got.backward()
+    # Unlike on="features", the embeddings now get more than the metric term's gradient.
+    emb2 = emb.detach().clone().requires_grad_(True)
+    inner(emb2, y).backward()
+    assert not torch.allclose(emb.grad, emb2.grad)
+    assert feats.grad is not None and (feats.grad.abs().sum(1) > 0).all()
+    with pytest.raises(ValueError, match="feature_dim"):
+        WithClassifierHead(inner, 3, 8, on="both")
+    with pytest.raises(ValueError, match="ce_on=both"):
+        head(emb, y)
+    with pytest.raises(ValueError, match="expects 5-d features, got 7-d"):
+        head(emb.detach(), y, features=torch.randn(24, 7))
+    # The single-head forms keep their parameter names (checkpoints written before stay loadable).
+    assert "fc_features.weight" not in WithClassifierHead(inner, 3, 8).state_dict()
 
 
 def test_the_trainer_feeds_the_encoders_features_to_a_features_head():
@@ -192,6 +224,9 @@ def test_ce_on_parameter_cpu_preset_reads_the_features_smr_the_embedding_and_bot
         == "features"
     smr = FAMILIES.get("smr")
     assert smr(resolve_config("smr", {}, smr.param_names())).params["ce_on"] == "embedding"
+    assert cls(resolve_config("tml", {"ce_on": "both"}, cls.param_names())).params["ce_on"] == "both"
+    both = with_classifier_head(create_loss("triplet"), 3, 8, 1.0, on="both", feature_dim=512)
+    assert both.fc.in_features == 8 and both.fc_features.in_features == 512
     with pytest.raises(ValueError, match="ce_on"):
         cls(resolve_config("tml", {"ce_on": "logits"}, cls.param_names()))
     with pytest.raises(ValueError, match="feature_dim"):

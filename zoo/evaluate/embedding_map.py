@@ -39,6 +39,9 @@ def reduce_2d(
     if method == "umap" and not umap_available():
         raise ImportError("method='umap' needs umap-learn: pip install umap-learn (or use method='pca')")
     if use_umap:
+        from zoo.numba_cache import use_disk_cache
+
+        use_disk_cache()  # the same compiled kernels as the inverse-UMAP guides, compiled once per machine
         import umap  # imported lazily: numba compilation makes the import slow
 
         with warnings.catch_warnings():  # n_jobs/random_state note from umap on every call

@@ -38,8 +38,9 @@ EMBEDDING_PARAMS: tuple[Param, ...] = (
                                       "0 = the papers' metric loss alone)", low=0.0, high=10.0),
     Param("ce_on", str, "auto", "what the cross-entropy head reads: embedding (BNNeck on the embeddings) | "
                                 "features (a linear classifier on the backbone's pooled features, as a plain "
-                                "cross-entropy network; the metric loss still trains the embedding)",
-          choices=("embedding", "features")),
+                                "cross-entropy network; the metric loss still trains the embedding) | "
+                                "both (the two heads, each weighted by ce_weight)",
+          choices=("embedding", "features", "both")),
     Param("sampler", str, "auto", "training batches: m_per_class (m images of each of batch/m classes, "
                                   "with replacement) | random (a shuffled pass over every image)",
           choices=("m_per_class", "random")),
@@ -75,16 +76,16 @@ def with_classifier_head(loss: nn.Module, n_classes: int, embedding_dim: int, we
                          on: str = "embedding", feature_dim: int | None = None) -> nn.Module:
     """The family's loss plus the auxiliary cross-entropy head when ``weight > 0``
     (:class:`zoo.losses.classifier_head.WithClassifierHead`), reading the embeddings or (``on=
-    "features"``, ``feature_dim`` wide) the backbone features; the loss itself for 0. Callbacks and
+    "features"``, ``feature_dim`` wide) the backbone features, or both (``on="both"``); the loss itself for 0. Callbacks and
     ``model_extras`` still reach the family's loss through ``unwrap()``."""
     if not weight:
         return loss
     from zoo.losses.classifier_head import WithClassifierHead
 
-    if on == "features":
+    if on in ("features", "both"):
         if not feature_dim:
-            raise ValueError("a classifier head on the features needs the encoder's feature_dim")
-        return WithClassifierHead(loss, n_classes, feature_dim, weight=weight, on="features")
+            raise ValueError(f"a classifier head on={on!r} needs the encoder's feature_dim")
+        return WithClassifierHead(loss, n_classes, embedding_dim, weight=weight, on=on, feature_dim=feature_dim)
     return WithClassifierHead(loss, n_classes, embedding_dim, weight=weight)
 
 

@@ -73,8 +73,8 @@ class SMRFamily(EmbeddingFamily):
         *(p for p in EMBEDDING_PARAMS if p.name not in ("svm_input", "ce_on")),
         # ce_on=features (the cpu preset's, chosen for TML and guided on PBC) was not measured with
         # the curve losses, so SMR keeps the head it was tuned with.
-        Param("ce_on", str, "embedding", "what the cross-entropy head reads: embedding (BNNeck) | features",
-              choices=("embedding", "features")),
+        Param("ce_on", str, "embedding", "what the cross-entropy head reads: embedding (BNNeck) | features | both",
+              choices=("embedding", "features", "both")),
         Param("svm_input", str, "embedding", "what the SVM sees: embedding (SMR's curves live there)",
               choices=("embedding",)),
         Param("curve", str, "linear", "curve model per lineage", choices=tuple(CURVES.names())),

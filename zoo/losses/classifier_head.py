@@ -13,7 +13,9 @@ embedding head), as the classifier of a plain cross-entropy network does; the me
 train the embedding. The two objectives then share the backbone but not a layer: the cross-entropy
 gradient reaches the features exactly as in a plain loop, and the triplet/guide terms shape the
 projection on top (plus, through it, the backbone). The Trainer passes the features when the loss
-says ``needs_features``.
+says ``needs_features``. ``on="both"`` keeps both heads, each weighted by ``weight``: the features
+learn as a plain network's, and the embedding the SVM reads is also pulled towards separable classes
+(with the features head alone, only the metric terms shape the embedding).
 
 The head exists only for training. Its weights are parameters of the loss (the Trainer optimises
 them, saves them in checkpoints and averages their gradients under DDP); the packaged model is the
@@ -38,44 +40,52 @@ class WithClassifierHead(EmbeddingLoss):
         embedding_dim: size of the embeddings it receives.
         weight: weight of the cross-entropy term (> 0; leave the wrapper out for 0).
         label_smoothing: of the cross-entropy.
-        on: ``"embedding"`` (BNNeck on the embeddings; ``embedding_dim`` is their size) or
+        on: ``"embedding"`` (BNNeck on the embeddings; ``embedding_dim`` is their size),
             ``"features"`` (a linear layer with bias on the backbone features the Trainer passes as
-            ``features=``; ``embedding_dim`` is then the features' size, e.g. 512 for resnet18).
+            ``features=``; ``embedding_dim`` is then the features' size, e.g. 512 for resnet18,
+            unless ``feature_dim`` is given) or ``"both"`` (the two heads, each weighted by
+            ``weight``; ``feature_dim`` is required).
+        feature_dim: width of the backbone features, for ``on="features"`` or ``"both"``.
     """
 
     def __init__(self, loss: nn.Module, n_classes: int, embedding_dim: int, weight: float = 1.0,
-                 label_smoothing: float = 0.0, on: str = "embedding") -> None:
+                 label_smoothing: float = 0.0, on: str = "embedding", feature_dim: int | None = None) -> None:
         super().__init__()
         weight = float(weight)
         if not weight > 0.0:
             raise ValueError(f"classifier-head weight must be > 0 (leave the head out for 0), got {weight}")
         if int(n_classes) < 2:
             raise ValueError(f"a classifier head needs at least 2 classes, got {n_classes}")
-        if on not in ("embedding", "features"):
-            raise ValueError(f"the classifier head reads 'embedding' or 'features', got on={on!r}")
+        if on not in ("embedding", "features", "both"):
+            raise ValueError(f"the classifier head reads 'embedding', 'features' or 'both', got on={on!r}")
+        if on == "both" and not feature_dim:
+            raise ValueError("a classifier head on='both' needs feature_dim, the backbone features' width "
+                             "(encoder.num_features)")
         self.loss = loss
         self.weight = weight
         self.label_smoothing = float(label_smoothing)
         self.on = on
-        if on == "embedding":
+        if on == "features":  # a plain network's classifier: the features go straight into a biased linear layer
+            self.bn = nn.Identity()
+            self.fc = nn.Linear(int(feature_dim or embedding_dim), int(n_classes))
+        else:
             self.bn = nn.BatchNorm1d(int(embedding_dim))
             self.bn.bias.requires_grad_(False)  # BNNeck: no shift, the head stays centred on the embedding
             self.fc = nn.Linear(int(embedding_dim), int(n_classes), bias=False)
             nn.init.normal_(self.fc.weight, std=0.001)
-        else:  # a plain network's classifier: the features go straight into a biased linear layer
-            self.bn = nn.Identity()
-            self.fc = nn.Linear(int(embedding_dim), int(n_classes))
+        # The second head of on="both" (None otherwise, so single-head checkpoints keep their keys).
+        self.fc_features = nn.Linear(int(feature_dim), int(n_classes)) if on == "both" else None
 
     @property
     def needs_features(self) -> bool:
         """Whether the Trainer must pass the backbone features (``features=``) with the embeddings."""
-        return self.on == "features"
+        return self.on in ("features", "both")
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor,
                 features: torch.Tensor | None = None) -> torch.Tensor:
-        if self.on == "features":
+        if self.needs_features:
             if features is None:
-                raise ValueError("this classifier head reads the backbone features (ce_on=features): call it as "
+                raise ValueError(f"this classifier head reads the backbone features (ce_on={self.on}): call it as "
                                  "loss(embeddings, labels, features=model.features(x)); the zoo's Trainer does")
             if features.dim() != 2 or features.shape[0] != embeddings.shape[0]:
                 raise ValueError(f"features must be (N, D) with the embeddings' N={embeddings.shape[0]}, "
@@ -87,19 +97,30 @@ class WithClassifierHead(EmbeddingLoss):
             self._features = None
 
     def compute(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        head_in = embeddings if self.on == "embedding" else self._features.to(embeddings.device).float()
-        if head_in.shape[1] != self.fc.in_features:
-            what = "embeddings" if self.on == "embedding" else "features"
-            raise ValueError(f"the classifier head expects {self.fc.in_features}-d {what}, got "
-                             f"{head_in.shape[1]}-d (the encoder's size and the head's differ)")
+        features = None if self._features is None else self._features.to(embeddings.device).float()
+        # (normalisation, classifier, its input, what the input is called in errors) per head
+        if self.on == "features":
+            heads = [(self.bn, self.fc, features, "features")]
+        else:
+            heads = [(self.bn, self.fc, embeddings, "embeddings")]
+            if self.fc_features is not None:
+                heads.append((nn.Identity(), self.fc_features, features, "features"))
+        for _, fc, head_in, what in heads:
+            if head_in.shape[1] != fc.in_features:
+                raise ValueError(f"the classifier head expects {fc.in_features}-d {what}, got "
+                                 f"{head_in.shape[1]}-d (the encoder's size and the head's differ)")
         # Checked on CPU only: reading labels.max() from a GPU would stall every training step.
         if labels.device.type == "cpu" and int(labels.max()) >= self.fc.out_features:
             raise ValueError(f"label {int(labels.max())} is outside the head's {self.fc.out_features} classes")
         main = self.loss(embeddings, labels)
-        logits = self.fc(self.bn(head_in.float()))
-        ce = F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing)
+        ces = [F.cross_entropy(fc(norm(head_in.float())), labels, label_smoothing=self.label_smoothing)
+               for norm, fc, head_in, _ in heads]
         self.terms.update(getattr(self.loss, "terms", {}))
         self.record("metric", main)
+        if len(ces) == 2:
+            self.record("ce_embedding", ces[0])
+            self.record("ce_features", ces[1])
+        ce = sum(ces)
         self.record("ce", ce)
         return main + self.weight * ce
 

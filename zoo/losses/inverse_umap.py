@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from zoo.guides import Guide, fit_similarity, resolve_guide
+from zoo.numba_cache import use_disk_cache
 from zoo.train.callbacks import Callback
 
 from . import LOSSES
@@ -62,30 +63,13 @@ from .base import EmbeddingLoss, GuidedLoss
 
 
 def default_reducer(n_neighbors: int, random_state: int, n_epochs: int | None = None) -> Any:
-    _numba_disk_cache()
+    use_disk_cache()
     # Imported here: umap pulls in numba/pynndescent (seconds), which `import zoo.losses` should not pay.
     import umap
 
     # n_jobs=1: a fixed random_state forces it anyway (and UMAP warns unless told).
     return umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=random_state, n_jobs=1,
                      n_epochs=n_epochs)
-
-
-def _numba_disk_cache() -> None:
-    """Keep numba's compiled kernels (``cache=True`` functions of umap/pynndescent) in a writable
-    folder: next to a read-only site-packages numba would recompile them in every process."""
-    import os
-    import sys
-    from pathlib import Path
-
-    # NUMBA_CACHE_DIR is read when numba is imported: too late once it is.
-    if "numba" not in sys.modules and not os.environ.get("NUMBA_CACHE_DIR"):
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "marrow-zoo" / "numba"
-        try:
-            base.mkdir(parents=True, exist_ok=True)
-            os.environ["NUMBA_CACHE_DIR"] = str(base)
-        except OSError:
-            pass
 
 
 def stratified_subsample(labels: np.ndarray, max_samples: int, seed: int) -> np.ndarray:
