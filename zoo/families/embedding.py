@@ -27,6 +27,8 @@ from zoo.data.datasets import eval_loader
 # What the SVM stage (validation, the registered model, its extras and trust layer) sees. The loss
 # always trains the head's embedding; "features" reads the backbone's pooled features before that
 # head, as a hand-written cross-entropy loop + SVM does (benchmarks/plain_loop.py).
+CE_ON = ("embedding", "features", "both")  # where the auxiliary cross-entropy head reads (WithClassifierHead's `on`)
+
 SVM_INPUT = Param("svm_input", str, "auto", "what the SVM sees: embedding (the encoder head's output, the papers') | "
                                             "features (the backbone's pooled features before the head)",
                   choices=("embedding", "features"))
@@ -40,7 +42,7 @@ EMBEDDING_PARAMS: tuple[Param, ...] = (
                                 "features (a linear classifier on the backbone's pooled features, as a plain "
                                 "cross-entropy network; the metric loss still trains the embedding) | "
                                 "both (the two heads, each weighted by ce_weight)",
-          choices=("embedding", "features", "both")),
+          choices=CE_ON),
     Param("sampler", str, "auto", "training batches: m_per_class (m images of each of batch/m classes, "
                                   "with replacement) | random (a shuffled pass over every image)",
           choices=("m_per_class", "random")),
@@ -75,9 +77,9 @@ def packaged_svm(best_svm, train_emb, train_y, *, seed: int, max_search: int | N
 def with_classifier_head(loss: nn.Module, n_classes: int, embedding_dim: int, weight: float,
                          on: str = "embedding", feature_dim: int | None = None) -> nn.Module:
     """The family's loss plus the auxiliary cross-entropy head when ``weight > 0``
-    (:class:`zoo.losses.classifier_head.WithClassifierHead`), reading the embeddings or (``on=
-    "features"``, ``feature_dim`` wide) the backbone features, or both (``on="both"``); the loss itself for 0. Callbacks and
-    ``model_extras`` still reach the family's loss through ``unwrap()``."""
+    (:class:`zoo.losses.classifier_head.WithClassifierHead`), reading the embeddings, (``on=
+    "features"``, ``feature_dim`` wide) the backbone features, or both (``on="both"``); the loss
+    itself for 0. Callbacks and ``model_extras`` still reach the family's loss through ``unwrap()``."""
     if not weight:
         return loss
     from zoo.losses.classifier_head import WithClassifierHead

@@ -30,7 +30,7 @@ import numpy as np
 
 from zoo.curves import CURVES, DEFAULT_LINEAGES, TARGETS
 from zoo.families import FAMILIES
-from zoo.families.embedding import EMBEDDING_PARAMS, EmbeddingFamily
+from zoo.families.embedding import CE_ON, EMBEDDING_PARAMS, EmbeddingFamily
 from zoo.families.params import AUTO, Param
 from zoo.train.callbacks import Callback
 
@@ -74,7 +74,7 @@ class SMRFamily(EmbeddingFamily):
         # ce_on=features (the cpu preset's, chosen for TML and guided on PBC) was not measured with
         # the curve losses, so SMR keeps the head it was tuned with.
         Param("ce_on", str, "embedding", "what the cross-entropy head reads: embedding (BNNeck) | features | both",
-              choices=("embedding", "features", "both")),
+              choices=CE_ON),
         Param("svm_input", str, "embedding", "what the SVM sees: embedding (SMR's curves live there)",
               choices=("embedding",)),
         Param("curve", str, "linear", "curve model per lineage", choices=tuple(CURVES.names())),
