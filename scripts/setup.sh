@@ -42,8 +42,8 @@ if ! "$VENV/bin/python" -c "import zoo, mlflow, timm, umap, igraph, pytest" 2>/d
     "$VENV/bin/python" -m pip install -q -e "$ROOT[dev,explain]"
   touch "$VENV/.zoo-installed"
 fi
-# umap-learn's kernels are compiled by numba on first use (~25 s on 2 cores; 11 s of it is cached on
-# disk, zoo.numba_cache). Pay that here, once per machine, rather than inside the first training run's
+# umap-learn's kernels are compiled by numba on first use (~25 s on 2 cores), and zoo.numba_cache keeps
+# all of them on disk. Pay that here, once per machine, rather than inside the first training run's
 # embedding map. The cache lives in ~/.cache/marrow-zoo/numba; the marker is per environment.
 if [ ! -f "$VENV/.zoo-numba-warm" ]; then
   quiet "compiling umap-learn's numba kernels once (cached in ~/.cache/marrow-zoo/numba)" \

@@ -33,3 +33,30 @@ def test_a_users_own_setting_wins(tmp_path):
 def test_nothing_is_set_once_numba_is_imported(tmp_path):
     # numba reads the variable at import: setting it afterwards would only mislead.
     assert probe(tmp_path, pre="import numba; ") is None
+
+
+# umap.distances.euclidean is jitted without cache=True and compiles in well under a second.
+KERNEL = ("import json, numpy as np; from zoo.numba_cache import import_umap, cache_kernels; import_umap(); "
+          "from umap.distances import euclidean; d = euclidean(np.ones(3), np.zeros(3)); "
+          "print(json.dumps({'d': float(d), 'hits': sum(euclidean.stats.cache_hits.values()), "
+          "'misses': sum(euclidean.stats.cache_misses.values()), 'again': cache_kernels(('umap', 'pynndescent'))}))")
+
+
+def run_kernel(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(XDG_CACHE_HOME=str(tmp_path / "cache"), NUMBA_NUM_THREADS="1")
+    out = subprocess.run([sys.executable, "-c", KERNEL], env=env, capture_output=True, text=True, check=True,
+                         cwd=os.getcwd())
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_umap_kernels_without_cache_true_compile_once_per_machine(tmp_path):
+    first = run_kernel(tmp_path)
+    assert first["d"] == 3 ** 0.5
+    assert (first["hits"], first["misses"]) == (0, 1)  # compiled here, and written to the cache
+    assert first["again"] == 0  # import_umap already turned every kernel on
+    cached = list((tmp_path / "cache" / "marrow-zoo" / "numba").rglob("distances.euclidean-*.nbi"))
+    assert cached, "the compiled kernel was not written to the zoo's numba cache"
+    second = run_kernel(tmp_path)  # a new process loads it instead of compiling
+    assert (second["hits"], second["misses"]) == (1, 0)
+    assert second["d"] == first["d"]

@@ -39,10 +39,11 @@ def reduce_2d(
     if method == "umap" and not umap_available():
         raise ImportError("method='umap' needs umap-learn: pip install umap-learn (or use method='pca')")
     if use_umap:
-        from zoo.numba_cache import use_disk_cache
+        from zoo.numba_cache import import_umap
 
-        use_disk_cache()  # the same compiled kernels as the inverse-UMAP guides, compiled once per machine
-        import umap  # imported lazily: numba compilation makes the import slow
+        # Imported lazily (numba makes the import slow), with the same compiled kernels on disk as
+        # the inverse-UMAP guides: compiled once per machine, not once per run (~15 s each).
+        umap = import_umap()
 
         with warnings.catch_warnings():  # n_jobs/random_state note from umap on every call
             warnings.filterwarnings("ignore", message=".*n_jobs.*")

@@ -36,8 +36,8 @@ Choices the papers leave open, made explicit here:
   ``refresh_every`` = k (refit every k epochs; Eq. 1's smoothing is then applied with
   ``kappa ** k``, the weight the old targets would have kept after k per-epoch updates towards a
   fixed new position). numba's compiled kernels of umap/pynndescent are cached on disk
-  (``NUMBA_CACHE_DIR``, default ``~/.cache/marrow-zoo/numba``), so a new process does not
-  recompile them.
+  (``NUMBA_CACHE_DIR``, default ``~/.cache/marrow-zoo/numba``), including those umap-learn does not
+  mark ``cache=True`` (:func:`zoo.numba_cache.import_umap`), so a new process does not recompile them.
 
 Targets are buffers (``targets``, ``has_targets``, ``n_updates``) and travel in ``state_dict()``
 for checkpoint/resume. The reducer is injectable (``reducer_factory``; default ``umap.UMAP``)
@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 from zoo.guides import Guide, fit_similarity, resolve_guide
-from zoo.numba_cache import use_disk_cache
+from zoo.numba_cache import import_umap
 from zoo.train.callbacks import Callback
 
 from . import LOSSES
@@ -63,9 +63,9 @@ from .base import EmbeddingLoss, GuidedLoss
 
 
 def default_reducer(n_neighbors: int, random_state: int, n_epochs: int | None = None) -> Any:
-    use_disk_cache()
-    # Imported here: umap pulls in numba/pynndescent (seconds), which `import zoo.losses` should not pay.
-    import umap
+    # Imported here: umap pulls in numba/pynndescent (seconds), which `import zoo.losses` should not pay;
+    # import_umap also keeps every umap kernel's compiled code on disk for the next process.
+    umap = import_umap()
 
     # n_jobs=1: a fixed random_state forces it anyway (and UMAP warns unless told).
     return umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=random_state, n_jobs=1,
