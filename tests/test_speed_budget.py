@@ -156,6 +156,42 @@ def test_the_stop_rule_reserves_this_epochs_validation_only_when_it_will_run():
     assert clock.now <= 9.75 * 60
 
 
+class SlowSearch(SVMStage):
+    """An SVM stage whose grid search costs 10 s of the test clock (and says so in fit_seconds_)."""
+
+    clock: Clock | None = None
+
+    def fit(self, X, y):
+        super().fit(X, y)
+        SlowSearch.clock.now += 10.0
+        self.fit_seconds_ += 10.0
+        return self
+
+
+def test_the_stop_rule_charges_the_svm_grid_search_only_to_a_validation_that_will_search():
+    """5 minutes, 30 s epochs, every epoch validated: 5 s to embed, +10 s when gamma/C are searched
+    (svm_every=5: epochs 1 and 6). Epoch 6 ends at 230 s, epoch 7's training at 260 s; its
+    validation (a refit, 5 s) and another epoch (35 s) fit in the 40 s left. Charging them the 15 s
+    of epoch 6's search-validation would stop after epoch 7 with 35 s unused."""
+    clock = Clock()
+    SlowSearch.clock = clock
+    seed_everything(0)
+    train = data()
+    t = Trainer(create_encoder("test_resnet", embedding_dim=8), create_loss("triplet"),
+                DataLoader(train, batch_size=8, shuffle=True), DataLoader(data(12, 1), batch_size=12),
+                train_eval_loader=DataLoader(train, batch_size=24), epochs=1000, patience=None,
+                svm=SlowSearch(gammas=("scale",), Cs=(1.0,), cv=2), progress=False, svm_every=5,
+                budget=TimeBudget(5, clock=clock), callbacks=[Tick(clock, 10.0)])
+    costly_validation(t, clock, seconds=5.0)
+    result = t.fit()
+    assert [int(r["epoch"]) for r in result.history if r.get("svm_searched")] == [1, 6]
+    assert result.epochs_run == 8 and result.stopped_on_budget
+    assert clock.now == pytest.approx(300.0)  # the budget is spent, not exceeded
+    # what the budget expects of the next validation: 5 s after a refit, 5 s after a search too
+    # (the next one refits), so the search's 10 s are never charged to a refit
+    assert t.budget.val_time == pytest.approx(5.0, abs=0.5)
+
+
 def test_validation_due_measures_first_then_waits_for_select_from():
     clock = Clock()
     b = TimeBudget(1.0, clock=clock, select_from=0.5)

@@ -54,7 +54,8 @@ class SVMStage(ClassifierMixin, BaseEstimator):
 
     Fitted attributes: ``best_params_`` ({"gamma", "C"}), ``best_score_`` (NaN without search),
     ``cv_results_``, ``n_splits_``, ``classes_``, ``scaler_``, ``svc_``, ``calibrated_``,
-    ``n_features_in_``, ``searched_`` (False after :meth:`refit_only`), ``fit_seconds_``.
+    ``n_features_in_``, ``searched_`` (False after :meth:`refit_only`), ``fit_seconds_`` and
+    ``final_fit_seconds_`` (the part of it a :meth:`refit_only` would also cost).
     """
 
     def __init__(
@@ -155,6 +156,11 @@ class SVMStage(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit_final(self, X: np.ndarray, y: np.ndarray, counts: np.ndarray) -> None:
+        start = time.perf_counter()
+        self._fit_scaler_svc_calibration(X, y, counts)
+        self.final_fit_seconds_ = time.perf_counter() - start
+
+    def _fit_scaler_svc_calibration(self, X: np.ndarray, y: np.ndarray, counts: np.ndarray) -> None:
         self.scaler_ = StandardScaler().fit(X)
         Xs = self.scaler_.transform(X)
         svc = SVC(kernel="rbf", gamma=self.best_params_["gamma"], C=self.best_params_["C"],

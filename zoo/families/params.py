@@ -29,7 +29,7 @@ AUTO = "auto"  # "take the preset's value"
 # setting of the guide papers (DenseNet-121, 224 px, patience 50, grid search every 5 epochs).
 # Neither preset sets a wall-clock `budget`: a budget makes the epoch count and the learning-rate
 # schedule depend on the machine's load, so runs would stop being reproducible for a seed. Ask for
-# one (`-P budget=3.8`, what the quickstart does) when a time box matters more; the cpu preset then
+# one (`-P budget=4.1`, what the quickstart does) when a time box matters more; the cpu preset then
 # spaces validations to ~10 % of the training time (val_every=adaptive). svm_train_max:
 # training images embedded for the per-epoch SVM validation (stratified; None = all).
 PRESETS: dict[str, dict[str, Any]] = {
