@@ -608,8 +608,7 @@ class Trainer:
             return out
         start = time.perf_counter()
         svm = clone(self.svm_template)
-        n_val = sum(1 for row in self.history if "embed_seconds" in row)  # validations before this one
-        search = self.svm_params is None or n_val % self.svm_every == 0
+        search = self._search_due(self._validations_done())
         if self._adaptive_val and not self._late_search_done and epoch > 1 \
                 and self.budget.progress() >= self.budget.select_from:
             # The first validation of the selection phase: gamma/C from epoch 1's nearly untrained
@@ -654,10 +653,18 @@ class Trainer:
         after this epoch's validation, before it enters ``history``."""
         if self.svm_template is None:
             return False
-        if self.svm_params is None or (self._adaptive_val and not self._late_search_done):
+        if self._adaptive_val and not self._late_search_done:
             return True
-        n_val = 1 + sum(1 for row in self.history if "embed_seconds" in row)
-        return n_val % self.svm_every == 0
+        return self._search_due(self._validations_done() + 1)
+
+    def _validations_done(self) -> int:
+        """Validations already in ``history`` (the running epoch's is not there yet)."""
+        return sum(1 for row in self.history if "embed_seconds" in row)
+
+    def _search_due(self, n_val: int) -> bool:
+        """The ``svm_every`` rule: the validation after ``n_val`` earlier ones grid-searches gamma/C
+        (always when none were searched yet); the others refit with the last ones."""
+        return self.svm_params is None or n_val % self.svm_every == 0
 
     # --- fit ------------------------------------------------------------------------------------
     def fit(self) -> FitResult:
