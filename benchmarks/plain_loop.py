@@ -81,13 +81,15 @@ class PlainLoop:
 
     def __init__(self, n_classes: int, backbone: str = "resnet18", loss: str = "ce", dim: int = 256,
                  lr: float = 1e-3, epochs: int = 30, steps_per_epoch: int = 1, dtype: torch.dtype | None = None,
-                 seed: int = 0):
+                 seed: int = 0, fused: bool = False):
         torch.manual_seed(seed)
         self.gen = torch.Generator().manual_seed(seed)
         out = n_classes if loss == "ce" else dim
         self.model = timm.create_model(backbone, pretrained=False, num_classes=out, drop_rate=0.05)
         self.model = self.model.to(memory_format=torch.channels_last)
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=1e-4)
+        # torch's default AdamW (a per-parameter loop on a CPU), as a hand-written script has it;
+        # fused=True is the fused kernel the zoo's Trainer uses (zoo.train.trainer.make_adamw).
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=lr, weight_decay=1e-4, **({"fused": True} if fused else {}))
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=max(1, epochs * steps_per_epoch))
         self.dtype = dtype
         self.loss_name = loss
@@ -150,7 +152,7 @@ def svm_macro_f1(train_x, train_y, test_x, test_y, seed: int = 0) -> tuple[float
     return float(f1_score(test_y, svm.predict(test_x), average="macro")), time.perf_counter() - start
 
 
-def run_plain(dataset, fold: int, minutes: float, size: int, seed: int, dtype) -> dict:
+def run_plain(dataset, fold: int, minutes: float, size: int, seed: int, dtype, fused: bool = False) -> dict:
     split = dataset.split(fold)
     classes = list(dataset.classes)
     idx = {c: i for i, c in enumerate(classes)}
@@ -160,12 +162,13 @@ def run_plain(dataset, fold: int, minutes: float, size: int, seed: int, dtype) -
     decode = time.perf_counter() - t0
     train_x, train_y = data["train"]
     # The cosine schedule needs a length: measure one epoch, then size the schedule to the budget.
-    loop = PlainLoop(len(classes), epochs=1, dtype=dtype, seed=seed)
+    loop = PlainLoop(len(classes), epochs=1, dtype=dtype, seed=seed, fused=fused)
     start = time.perf_counter()
     loop.epoch(train_x, train_y)
     per_epoch = time.perf_counter() - start
     epochs = max(1, int(minutes * 60 // per_epoch))
-    loop = PlainLoop(len(classes), epochs=epochs, steps_per_epoch=len(train_x) // 64, dtype=dtype, seed=seed)
+    loop = PlainLoop(len(classes), epochs=epochs, steps_per_epoch=len(train_x) // 64, dtype=dtype, seed=seed,
+                     fused=fused)
     start = time.perf_counter()
     done = 0
     while done < epochs and time.perf_counter() - start < minutes * 60:
@@ -179,7 +182,8 @@ def run_plain(dataset, fold: int, minutes: float, size: int, seed: int, dtype) -
               f"used {train_s / 60:.1f} of {minutes:g} minutes; rerun on a quieter machine", file=sys.stderr)
     f1, svm_s = svm_macro_f1(loop.features(train_x), train_y.numpy(), loop.features(data["test"][0]),
                              data["test"][1].numpy(), seed)
-    return {"name": "plain cross-entropy + SVM", "epochs": done, "train_seconds": train_s, "decode_seconds": decode,
+    return {"name": "plain cross-entropy + SVM" + (" (fused AdamW)" if fused else ""), "epochs": done,
+            "train_seconds": train_s, "decode_seconds": decode,
             "timed_epoch_seconds": per_epoch, "svm_seconds": svm_s, "test_macro_f1": f1,
             # End to end (decode, timed epoch, training, features, SVM): the zoo side's wall_seconds
             # covers its whole run the same way (start-up, validations, packaging, test, plots).
@@ -215,6 +219,9 @@ def main(argv=None) -> int:
     ap.add_argument("--no-plain", action="store_true",
                     help="only the zoo families: to run each side in its own process at the same time "
                          "(e.g. three processes of --threads 1), so every side sees the same load")
+    ap.add_argument("--fused", action="store_true",
+                    help="the plain side uses torch's fused AdamW, as the zoo's Trainer does (default: torch's "
+                         "default AdamW, what a hand-written loop has)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     from zoo.families.runner import load_dataset
@@ -226,7 +233,7 @@ def main(argv=None) -> int:
                              input_shape=(64, 3, args.img_size, args.img_size))
     rows = []
     if not args.no_plain:
-        rows.append(run_plain(dataset, args.fold, args.minutes, args.img_size, args.seed, prec.dtype))
+        rows.append(run_plain(dataset, args.fold, args.minutes, args.img_size, args.seed, prec.dtype, args.fused))
         print(json.dumps(rows[-1]), flush=True)
     for fam in [f for f in args.families.split(",") if f]:
         rows.append(run_zoo(fam, args.dataset, args.fold, args.minutes, args.seed,

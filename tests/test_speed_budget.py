@@ -137,8 +137,8 @@ def test_adaptive_val_every_validates_once_early_then_only_in_the_last_quarter_o
     result = t.fit()
     assert [int(r["epoch"]) for r in result.history if r["validated"]] == [1, 15, 18]
     assert result.stopped_on_budget and result.epochs_run == 18
-    # gamma/C: searched at the first validation and again at the first of the selection phase
-    assert [int(r["epoch"]) for r in result.history if r.get("svm_searched")] == [1, 15]
+    # gamma/C: the early validation refits the default pair; the first of the selection phase searches
+    assert [int(r["epoch"]) for r in result.history if r.get("svm_searched")] == [15]
     assert result.best_epoch in (1, 15, 18)
 
 
@@ -230,3 +230,48 @@ def test_val_every_parameter_takes_adaptive_or_a_count():
     assert resolve_config("tml", {"val_every": "3"}).val_every == 3
     with pytest.raises(ValueError, match="'adaptive'"):
         resolve_config("tml", {"val_every": "often"})
+
+
+class ClockedSVM(SVMStage):
+    """An SVM stage on the test clock: a final fit (what a refit costs) takes 1 s, a grid search 8 s more."""
+
+    clock: Clock | None = None
+
+    def _fit_final(self, X, y, counts):
+        super()._fit_final(X, y, counts)
+        ClockedSVM.clock.now += 1.0
+        self.final_fit_seconds_ = 1.0
+
+    def fit(self, X, y):
+        super().fit(X, y)
+        ClockedSVM.clock.now += 8.0
+        self.fit_seconds_ = 9.0
+        return self
+
+
+def test_the_early_adaptive_validation_refits_the_default_pair_and_the_stop_rule_charges_the_search_to_come():
+    """105 s, 30 s epochs, 5 s to embed. Epoch 1 validates without a search (default gamma/C, 1 s):
+    36 s. The selection phase's first validation will search (8 s more), so after epoch 2 (66 s) the
+    next epoch and that validation (30 + 5 + 1 + 8 s) do not fit in the 39 s left: the run stops
+    and validates epoch 2 (72 s). Charging nothing for the search (it was never measured) would
+    train epoch 3 and end its searching validation at 110 s, over the budget."""
+    clock = Clock()
+    ClockedSVM.clock = clock
+    seed_everything(0)
+    train = data()
+    svm = ClockedSVM(gammas=("scale", 0.1), Cs=(1.0, 10.0), cv=2)
+    t = Trainer(create_encoder("test_resnet", embedding_dim=8), create_loss("triplet"),
+                DataLoader(train, batch_size=8, shuffle=True), DataLoader(data(12, 1), batch_size=12),
+                train_eval_loader=DataLoader(train, batch_size=24), epochs=1000, patience=None, svm=svm,
+                progress=False, budget=TimeBudget(105 / 60, clock=clock), callbacks=[Tick(clock, 10.0)],
+                val_every="adaptive")
+    costly_validation(t, clock, seconds=5.0)
+    result = t.fit()
+    first = result.history[0]
+    assert first["validated"] == 1.0 and first["svm_searched"] == 0.0
+    assert first["svm_C"] == 1.0 and "svm_cv_score" not in first  # sklearn's default pair, no search
+    assert svm.default_params() == {"gamma": "scale", "C": 1.0}
+    assert result.epochs_run == 2 and result.stopped_on_budget
+    assert clock.now == pytest.approx(72.0) and clock.now <= 105.0
+    # the estimate: 4 candidates x 2 folds x the 1 s final fit
+    assert t._search_seconds == pytest.approx(8.0)

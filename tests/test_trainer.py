@@ -269,3 +269,22 @@ def test_represent_features_validates_on_the_backbone_features_and_callbacks_kee
     assert fit.svm.n_features_in_ == model.num_features
     emb, _ = trainer.svm_embed(DataLoader(val, batch_size=18))
     assert emb.shape == (18, model.num_features)
+
+
+def test_the_trainer_uses_the_fused_adamw_on_a_cpu_with_the_default_loops_update():
+    from zoo.train.trainer import make_adamw
+
+    trainer = make_trainer(epochs=1)
+    assert trainer.optimizer.defaults["fused"] is True
+    torch.manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    start = [p.detach().clone() for p in a]
+    fused, loop = make_adamw(a, lr=1e-2, weight_decay=1e-4), torch.optim.AdamW(b, lr=1e-2, weight_decay=1e-4)
+    for step in range(5):
+        for ps, opt in ((a, fused), (b, loop)):
+            opt.zero_grad()
+            sum(((p - step) ** 2).sum() for p in ps).backward()
+            opt.step()
+    for p, q, p0 in zip(a, b, start):
+        assert not torch.allclose(p, p0) and torch.allclose(p, q, atol=1e-6)  # moved, and alike

@@ -131,6 +131,22 @@ class SVMStage(ClassifierMixin, BaseEstimator):
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
+    def default_params(self) -> dict[str, Any]:
+        """The pair used before any search: scikit-learn's SVC defaults (gamma "scale", C 1) where
+        the grid holds them, else the grid's first values."""
+        gammas, cs = list(self.gammas), [float(c) for c in self.Cs]
+        return {"gamma": "scale" if "scale" in gammas else gammas[0], "C": 1.0 if 1.0 in cs else cs[0]}
+
+    def search_seconds_estimate(self) -> float:
+        """What a grid search (:meth:`fit`) would add to the last final fit, from that fit's time:
+        |grid| x ``cv`` fits, each taken to cost a whole final fit. It over-estimates (each search
+        fit sees (cv-1)/cv of at most ``max_search`` samples, and SVC fits grow faster than
+        linearly): the budget's stop rule would rather end a run early than overrun it."""
+        if not hasattr(self, "final_fit_seconds_"):
+            raise NotFittedError("search_seconds_estimate needs a fitted SVMStage (fit or refit_only)")
+        n_candidates = len(list(self.gammas)) * len(list(self.Cs))
+        return 0.0 if n_candidates == 1 else n_candidates * max(2, int(self.cv)) * float(self.final_fit_seconds_)
+
     def refit_only(self, X: Any, y: Any, params: dict[str, Any] | None = None) -> "SVMStage":
         """Refit scaler, SVC and calibration with ``params`` (default: the stored ``best_params_``),
         without a grid search. Used between searches (and after resuming, with saved params)."""
