@@ -275,3 +275,26 @@ def test_the_early_adaptive_validation_refits_the_default_pair_and_the_stop_rule
     assert clock.now == pytest.approx(72.0) and clock.now <= 105.0
     # the estimate: 4 candidates x 2 folds x the 1 s final fit
     assert t._search_seconds == pytest.approx(8.0)
+
+
+def test_a_resumed_budgeted_run_keeps_the_search_estimate_and_whether_the_late_search_ran(tmp_path):
+    clock = Clock()
+
+    def run(resume):
+        seed_everything(0)
+        train = data()
+        t = Trainer(create_encoder("test_resnet", embedding_dim=8), create_loss("triplet"),
+                    DataLoader(train, batch_size=8, shuffle=True), DataLoader(data(12, 1), batch_size=12),
+                    train_eval_loader=DataLoader(train, batch_size=24), epochs=1000, patience=None,
+                    svm=SVMStage(gammas=("scale", 0.1), Cs=(1.0, 10.0), cv=2), progress=False,
+                    budget=TimeBudget(105 / 60, clock=clock), callbacks=[Tick(clock, 10.0)],
+                    val_every="adaptive", checkpoint_dir=tmp_path, resume=resume)
+        return t
+
+    first = run(False)
+    first.fit()
+    resumed = run(True)
+    resumed._load_last()
+    # the run reached the selection phase: its search was timed (not the estimate) and is not redone
+    assert first._late_search_done and first._search_seconds > 0
+    assert resumed._late_search_done and resumed._search_seconds == first._search_seconds

@@ -114,7 +114,8 @@ class Trainer:
             (None: only ``epochs`` bounds it).
         val_every: validate every this many epochs (and always at the last one); early-stopping
             patience then counts validations. ``"adaptive"``: with a ``budget``, validate the first
-            epoch, then from the last quarter of the budget on, spaced so they cost ~10 % of the
+            epoch (with the SVM stage's default gamma/C, no search), then from the last quarter of
+            the budget on (the first of these searches gamma/C), spaced so they cost ~10 % of the
             training time (:meth:`TimeBudget.validation_due`, measured after each validation);
             without one, every epoch.
         svm_train_max: embed at most this many training images (stratified, the same ones every
@@ -846,6 +847,8 @@ class Trainer:
             "budget": self.budget.state_dict() if self.budget is not None else None,
             "stopped_on_budget": self._stopped_on_budget,
             "next_val": self._next_val,
+            "late_search_done": self._late_search_done,
+            "search_seconds": self._search_seconds,
         }
 
     def _load_last(self) -> int:
@@ -870,6 +873,8 @@ class Trainer:
         self._stopped_early = bool(state.get("stopped_early", False))
         self._stopped_on_budget = bool(state.get("stopped_on_budget", False))
         self._next_val = int(state.get("next_val", self.epoch + 1))
+        self._late_search_done = bool(state.get("late_search_done", False))
+        self._search_seconds = float(state.get("search_seconds", 0.0))
         if self.budget is not None and state.get("budget"):
             self.budget.load_state_dict(state["budget"])
         # A run that ended at its epoch limit continues when resumed with a larger `epochs`.
