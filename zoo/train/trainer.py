@@ -14,7 +14,8 @@ Per epoch::
 
 Each epoch logs where its time went: ``train_seconds``, ``embed_seconds``, ``svm_seconds``,
 ``guide_seconds`` (the callbacks: guide targets, curve fits) and ``epoch_seconds``. With
-``budget`` (minutes) the Trainer stops before an epoch that would not fit (``stopped_on_budget``)
+``budget`` (minutes) the Trainer shortens the last epoch to what fits, or stops before an epoch
+that would not fit (``stopped_on_budget``)
 and the cosine schedule spans the budget (see :mod:`zoo.train.budget`).
 
 ``fit()`` leaves the best epoch's weights in the model and returns a :class:`FitResult`.
@@ -315,6 +316,7 @@ class Trainer:
         self._next_val = 1  # val_every=adaptive: the next epoch that validates
         self._late_search_done = False  # val_every=adaptive: gamma/C searched again in the selection phase
         self._search_seconds = 0.0  # the last SVM grid search's own time (see _validation_cost)
+        self._last_steps: int | None = None  # budget: the shortened last epoch's steps (see _run_epoch)
 
     # ------------------------------------------------------------------------------------------
     def _make_scheduler(self, scheduler: Any) -> Any:
@@ -473,7 +475,8 @@ class Trainer:
         return self._train_cache[key]
 
     # --- one epoch ------------------------------------------------------------------------------
-    def _train_epoch(self, epoch: int) -> dict[str, float]:
+    def _train_epoch(self, epoch: int, max_steps: int | None = None) -> dict[str, float]:
+        """One pass over the training loader; ``max_steps`` cuts it short (the budget's last epoch)."""
         self.model.train()
         if isinstance(self.loss_fn, nn.Module):
             self.loss_fn.train()
@@ -486,6 +489,8 @@ class Trainer:
         # DDP: every rank must take the same number of steps (each all-reduce waits for all); the
         # shards' loaders can differ by a batch.
         n_steps = distributed.reduce_min(len(self.train_loader), self.dist) if self.dist.enabled else None
+        if max_steps is not None:
+            n_steps = max_steps if n_steps is None else min(n_steps, max_steps)
         bar = tqdm(self.train_loader, desc=f"epoch {epoch}/{self.epochs}", leave=False, total=n_steps,
                    disable=not self.progress, dynamic_ncols=True)
         for i, batch in enumerate(bar, start=1):
@@ -538,7 +543,8 @@ class Trainer:
                 cb.on_batch_end(self, epoch, i, value)
             bar.set_postfix(loss=f"{value:.4f}", refresh=False)
         seconds = time.perf_counter() - start
-        self._steps_per_epoch = n_batches
+        if max_steps is None:  # a whole epoch's steps (the budget's cosine and last epoch count in them)
+            self._steps_per_epoch = n_batches
         if n_batches == 0:
             raise ValueError("the training loader yielded no batches (empty dataset, or drop_last with too few samples)")
         if self.dist.enabled:  # the epoch's loss and throughput over every rank's shard
@@ -555,6 +561,8 @@ class Trainer:
         }
         if skipped_total:
             out["train_skipped_steps"] = float(skipped_total)
+        if max_steps is not None and self._steps_per_epoch:
+            out["epoch_fraction"] = n_batches / self._steps_per_epoch
         out.update({f"train_loss_{k}": v / n_images for k, v in term_sums.items()})
         return out
 
@@ -715,8 +723,11 @@ class Trainer:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         if self._stopped_on_budget:
-            log.warning("stopped on budget: %.1f of %.1f minutes used after epoch %d (another epoch would "
-                        "not fit)", self.budget.elapsed / 60, self.budget.seconds / 60, self.epoch)
+            fraction = self.history[-1].get("epoch_fraction") if self.history else None
+            how = (f"its last epoch trained {fraction:.0%} of its steps, what fit" if fraction is not None
+                   else "another epoch would not fit")
+            log.warning("stopped on budget: %.1f of %.1f minutes used after epoch %d (%s)",
+                        self.budget.elapsed / 60, self.budget.seconds / 60, self.epoch, how)
         result = FitResult(
             history=list(self.history), best_epoch=self.early_stopping.best_epoch,
             best_metric=self.early_stopping.best if self.early_stopping.best_epoch is not None else None,
@@ -751,19 +762,34 @@ class Trainer:
         guide_seconds = time.perf_counter() - guide
         clock = self.budget.clock if self.budget is not None else time.perf_counter
         mark = clock()
-        self.epoch_metrics.update(self._train_epoch(epoch))
+        shortened = self._last_steps is not None
+        self.epoch_metrics.update(self._train_epoch(epoch, max_steps=self._last_steps))
         last = epoch >= self.epochs
         if self.budget is not None:
             self.budget.record(clock() - mark)
         due = (self.budget.validation_due(epoch, self._next_val) if self._adaptive_val
                else epoch % self.val_every == 0)
-        if self.budget is not None:
+        if shortened:  # the budget's shortened last epoch: validated, and the run ends
+            last = self._stopped_on_budget = True
+        elif self.budget is not None and not last:
             # Reserve this epoch's validation only when it will run: under adaptive validation most
             # epochs do not validate, and reserving one anyway ended budgeted runs ~half an epoch early.
-            if not last and not self.budget.another_epoch_fits(validate_now=self.val_loader is not None and due):
-                last = self._stopped_on_budget = True
+            validates = self.val_loader is not None
+            if not self.budget.another_epoch_fits(validate_now=validates and due):
+                # What still fits trains as a shortened last epoch. Under adaptive validation this
+                # epoch's validation is dropped for it (the selection is among the last epochs, and the
+                # shortened one, at the end of the cosine, is one of them); otherwise it is paid first.
+                pay_now = validates and due and not self._adaptive_val
+                steps = self.budget.last_epoch_steps(self._steps_per_epoch, validate_now=pay_now,
+                                                     validate_last=validates)
+                if steps:
+                    self._last_steps, due = steps, pay_now
+                else:
+                    last = self._stopped_on_budget = True
+        if self.budget is not None:
             # DDP: rank 0's clock decides for all ranks
-            last, self._stopped_on_budget = distributed.broadcast((last, self._stopped_on_budget), self.dist)
+            last, self._stopped_on_budget, self._last_steps, due = distributed.broadcast(
+                (last, self._stopped_on_budget, self._last_steps, due), self.dist)
             if self._stopped_on_budget:
                 self.epoch_metrics["stopped_on_budget"] = 1.0
         validate = self.val_loader is not None and (last or due)
@@ -849,6 +875,8 @@ class Trainer:
             "next_val": self._next_val,
             "late_search_done": self._late_search_done,
             "search_seconds": self._search_seconds,
+            "last_steps": self._last_steps,
+            "steps_per_epoch": self._steps_per_epoch,
         }
 
     def _load_last(self) -> int:
@@ -875,6 +903,8 @@ class Trainer:
         self._next_val = int(state.get("next_val", self.epoch + 1))
         self._late_search_done = bool(state.get("late_search_done", False))
         self._search_seconds = float(state.get("search_seconds", 0.0))
+        self._last_steps = state.get("last_steps")
+        self._steps_per_epoch = state.get("steps_per_epoch")
         if self.budget is not None and state.get("budget"):
             self.budget.load_state_dict(state["budget"])
         # A run that ended at its epoch limit continues when resumed with a larger `epochs`.
