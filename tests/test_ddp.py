@@ -126,6 +126,22 @@ def test_trainer_ranks_end_with_identical_weights_and_gather_the_whole_validatio
     assert j0["history"] == j1["history"] and len(j0["history"]) == 2  # rank 0's decisions on both
 
 
+def test_rank_0s_budget_decides_the_shortened_last_epoch_on_every_rank(home, tmp_path):
+    """Each rank's budget clock runs at its own speed (10 s a batch on rank 0, 1 s on rank 1): rank 0's
+    stops the run after 2 whole epochs and half of a third, and rank 1 follows it step for step."""
+    out = tmp_path / "ranks"
+    out.mkdir()
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+          str(REPO / "tests" / "ddp_worker.py"), str(out), "budget"], _env(home), home)
+    r0, r1 = (np.load(out / f"rank{r}.npz") for r in range(2))
+    j0, j1 = (json.loads((out / f"rank{r}.json").read_text()) for r in range(2))
+    assert all(np.array_equal(r0[k], r1[k]) for k in r0.files if k.startswith("w:"))
+    assert j0["history"] == j1["history"] and len(j0["history"]) == 3 and j0["global_step"] == j1["global_step"]
+    last = j0["history"][-1]
+    assert min(j0["steps_per_epoch"], j1["steps_per_epoch"]) >= 2  # else no part of an epoch can fit
+    assert last["stopped_on_budget"] == 1.0 and 0.2 <= last["epoch_fraction"] < 1.0 and last["validated"] == 1.0
+
+
 @pytest.mark.slow
 def test_mlflow_run_nproc_2_makes_one_run_one_model_and_matches_one_process(home):
     env = _env(home)

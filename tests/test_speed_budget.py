@@ -131,11 +131,8 @@ def test_adaptive_val_every_validates_once_early_then_only_in_the_last_quarter_o
     # 10 minutes, 30 s epochs, 15 s validations (interval 5). Epoch 1 ends validated at 45 s; epoch k
     # ends at 45 + 30 (k - 1) s, so 3/4 of the budget (450 s) is first passed after epoch 15
     # (465 s): validated (480 s). Epoch 18 ends at 570 s, when another epoch and its validation
-    # (45 s) no longer fit beside this one's validation: validated, stopped on budget (with whole
-    # epochs only; the shortened last epoch that fits instead is
-    # test_the_shortened_last_epoch_pays_for_its_validation_and_takes_the_place_of_an_adaptive_one).
-    t = trainer(epochs=1000, budget=TimeBudget(10, clock=clock, last_epoch_min=1.01), callbacks=[Tick(clock, 10.0)],
-                val_every="adaptive")
+    # (45 s) no longer fit beside this one's validation: validated, stopped on budget.
+    t = trainer(epochs=1000, budget=TimeBudget(10, clock=clock), callbacks=[Tick(clock, 10.0)], val_every="adaptive")
     costly_validation(t, clock)
     result = t.fit()
     assert [int(r["epoch"]) for r in result.history if r["validated"]] == [1, 15, 18]
@@ -255,10 +252,9 @@ class ClockedSVM(SVMStage):
 def test_the_early_adaptive_validation_refits_the_default_pair_and_the_stop_rule_charges_the_search_to_come():
     """105 s, 30 s epochs, 5 s to embed. Epoch 1 validates without a search (default gamma/C, 1 s):
     36 s. The selection phase's first validation will search (8 s more), so after epoch 2 (66 s) the
-    next epoch and that validation (30 + 5 + 1 + 8 s) do not fit in the 39 s left: the run trains the
-    2 steps of epoch 3 that fit (86 s) and validates them with the search (100 s). Charging nothing
-    for the search (it was never measured) would train all of epoch 3 and end its searching
-    validation at 110 s, over the budget."""
+    next epoch and that validation (30 + 5 + 1 + 8 s) do not fit in the 39 s left: the run stops
+    and validates epoch 2 (72 s). Charging nothing for the search (it was never measured) would
+    train epoch 3 and end its searching validation at 110 s, over the budget."""
     clock = Clock()
     ClockedSVM.clock = clock
     seed_everything(0)
@@ -275,10 +271,9 @@ def test_the_early_adaptive_validation_refits_the_default_pair_and_the_stop_rule
     assert first["validated"] == 1.0 and first["svm_searched"] == 0.0
     assert first["svm_C"] == 1.0 and "svm_cv_score" not in first  # sklearn's default pair, no search
     assert svm.default_params() == {"gamma": "scale", "C": 1.0}
-    assert result.epochs_run == 3 and result.stopped_on_budget
-    assert result.history[-1]["epoch_fraction"] == pytest.approx(2 / 3) and result.history[-1]["svm_searched"] == 1.0
-    assert clock.now == pytest.approx(100.0) and clock.now <= 105.0
-    # the estimate (4 candidates x 2 folds x the 1 s final fit) was what the search then cost
+    assert result.epochs_run == 2 and result.stopped_on_budget
+    assert clock.now == pytest.approx(72.0) and clock.now <= 105.0
+    # the estimate: 4 candidates x 2 folds x the 1 s final fit
     assert t._search_seconds == pytest.approx(8.0)
 
 
@@ -307,10 +302,10 @@ def test_a_resumed_budgeted_run_keeps_the_search_estimate_and_whether_the_late_s
 
 def test_the_budget_trains_a_shortened_last_epoch_with_what_fits_and_ends_inside_it():
     """80 s, 3 batches x 10 s per epoch: after epoch 2 (60 s) a whole epoch no longer fits, but two of
-    its three steps do. The run trains them as epoch 3, validates it and ends at 80 s, where stopping
-    before the epoch (``last_epoch_min`` above 1, the rule before) left 20 s of the budget unused."""
+    its three steps do. With ``last_epoch_min`` the run trains them as epoch 3, validates it and ends at
+    80 s; by default it stops before that epoch and leaves 20 s of the budget unused."""
     clock = Clock()
-    t = trainer(budget=TimeBudget(80 / 60, clock=clock), callbacks=[Tick(clock, 10.0)])
+    t = trainer(budget=TimeBudget(80 / 60, clock=clock, last_epoch_min=0.2), callbacks=[Tick(clock, 10.0)])
     result = t.fit()
     assert result.epochs_run == 3 and result.stopped_on_budget
     last = result.history[-1]
@@ -320,18 +315,18 @@ def test_the_budget_trains_a_shortened_last_epoch_with_what_fits_and_ends_inside
     assert t.global_step == 8  # 3 + 3 + 2 optimiser steps
 
     clock = Clock()
-    whole = trainer(budget=TimeBudget(80 / 60, clock=clock, last_epoch_min=1.01), callbacks=[Tick(clock, 10.0)]).fit()
+    whole = trainer(budget=TimeBudget(80 / 60, clock=clock), callbacks=[Tick(clock, 10.0)]).fit()
     assert whole.epochs_run == 2 and whole.stopped_on_budget and clock.now == pytest.approx(60.0)
 
 
 def test_a_shortened_last_epoch_too_small_to_matter_is_not_trained():
-    """75 s: after epoch 2 one step (10 s) of the next fits, a third of an epoch: trained at the default
-    ``last_epoch_min`` (0.2), not at 0.5."""
+    """75 s: after epoch 2 one step (10 s) of the next fits, a third of an epoch: trained at
+    ``last_epoch_min=0.2``, not at 0.5."""
     clock = Clock()
     result = trainer(budget=TimeBudget(75 / 60, clock=clock, last_epoch_min=0.5), callbacks=[Tick(clock, 10.0)]).fit()
     assert result.epochs_run == 2 and clock.now == pytest.approx(60.0)
     clock = Clock()
-    result = trainer(budget=TimeBudget(75 / 60, clock=clock), callbacks=[Tick(clock, 10.0)]).fit()
+    result = trainer(budget=TimeBudget(75 / 60, clock=clock, last_epoch_min=0.2), callbacks=[Tick(clock, 10.0)]).fit()
     assert result.epochs_run == 3 and result.history[-1]["epoch_fraction"] == pytest.approx(1 / 3)
     assert clock.now == pytest.approx(70.0)
 
@@ -339,9 +334,11 @@ def test_a_shortened_last_epoch_too_small_to_matter_is_not_trained():
 def test_the_shortened_last_epoch_pays_for_its_validation_and_takes_the_place_of_an_adaptive_one():
     """10 minutes, 30 s epochs, 15 s validations, adaptive: validated at 1 and 15 (interval 5). Epoch
     18's training ends at 570 s; a whole epoch and its validation (45 s) do not fit in 30, but one
-    step and the validation do: epoch 19 trains 1 of 3 steps (580 s) and validates (595 s)."""
+    step and the validation do: epoch 19 trains 1 of 3 steps (580 s) and validates (595 s). (By default
+    the run stops after epoch 18: test_adaptive_val_every_validates_once_early_then_only_in_the_last_quarter_of_the_budget.)"""
     clock = Clock()
-    t = trainer(epochs=1000, budget=TimeBudget(10, clock=clock), callbacks=[Tick(clock, 10.0)], val_every="adaptive")
+    t = trainer(epochs=1000, budget=TimeBudget(10, clock=clock, last_epoch_min=0.2), callbacks=[Tick(clock, 10.0)],
+                val_every="adaptive")
     costly_validation(t, clock)
     result = t.fit()
     assert [int(r["epoch"]) for r in result.history if r["validated"]] == [1, 15, 19]
@@ -352,15 +349,19 @@ def test_the_shortened_last_epoch_pays_for_its_validation_and_takes_the_place_of
 def test_the_budget_checks_its_last_epoch_min():
     with pytest.raises(ValueError, match="last_epoch_min"):
         TimeBudget(1.0, last_epoch_min=-0.1)
-    b = TimeBudget(1.0, clock=Clock())
+    with pytest.raises(ValueError, match="last_epoch_min"):
+        TimeBudget(1.0, last_epoch_min=1.5)
+    b = TimeBudget(1.0, clock=Clock(), last_epoch_min=0.2)
     assert b.last_epoch_steps(None) == 0 and b.last_epoch_steps(10) == 0  # nothing measured yet
+    b.record(10.0)
+    assert b.last_epoch_steps(10) == 10 and TimeBudget(1.0, clock=Clock()).last_epoch_steps(10) == 0
 
 
 def test_a_run_killed_in_its_shortened_last_epoch_resumes_it_shortened(tmp_path):
     clock = Clock()
 
     def run(resume, **kw):
-        return trainer(budget=TimeBudget(80 / 60, clock=clock), callbacks=[Tick(clock, 10.0)],
+        return trainer(budget=TimeBudget(80 / 60, clock=clock, last_epoch_min=0.2), callbacks=[Tick(clock, 10.0)],
                        checkpoint_dir=tmp_path, resume=resume, **kw)
 
     first = run(False, epochs=10)

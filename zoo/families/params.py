@@ -328,9 +328,8 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("num_workers", str, AUTO, "data-loader worker processes ('auto' = by CPU count)"),
     Param("precision", str, AUTO, "auto (bf16 on CPUs where it is measured faster, AMP on CUDA) | fp32 | bf16",
           choices=("auto", "fp32", "bf16")),
-    Param("budget", float, AUTO, "training wall-clock minutes: the last epoch is shortened to what fits (or "
-                                 "skipped when < 20 % of one does), the cosine schedule spans it "
-                                 "(none = epochs only)", low=0.0, open_low=True,
+    Param("budget", float, AUTO, "training wall-clock minutes: stops before an epoch that would not fit, the "
+                                 "cosine schedule spans it (none = epochs only)", low=0.0, open_low=True,
           allow_none=True),
     Param("val_every", str, AUTO, "validate (SVM stage) every N epochs and at the last; adaptive: with a budget, "
                                   "as often as keeps validation ~10 % of the training time (cpu preset)",

@@ -149,6 +149,16 @@ def reduce_min(value: int, ctx: DistContext | None = None) -> int:
     return int(t.item())
 
 
+def broadcast_float(value: float, ctx: DistContext | None = None) -> float:
+    """Rank 0's ``value`` on every rank, as one float64 tensor (no pickling: cheap enough per step)."""
+    ctx = ctx or context()
+    if not ctx.enabled:
+        return float(value)
+    t = torch.tensor([float(value)], dtype=torch.float64, device=_device())
+    dist.broadcast(t, src=0)
+    return float(t.item())
+
+
 def reduce_sum(values: Sequence[float], ctx: DistContext | None = None) -> list[float]:
     ctx = ctx or context()
     if not ctx.enabled:

@@ -14,9 +14,9 @@ Per epoch::
 
 Each epoch logs where its time went: ``train_seconds``, ``embed_seconds``, ``svm_seconds``,
 ``guide_seconds`` (the callbacks: guide targets, curve fits) and ``epoch_seconds``. With
-``budget`` (minutes) the Trainer shortens the last epoch to what fits, or stops before an epoch
-that would not fit (``stopped_on_budget``)
-and the cosine schedule spans the budget (see :mod:`zoo.train.budget`).
+``budget`` (minutes) the Trainer stops before an epoch that would not fit, or with
+``TimeBudget(last_epoch_min=...)`` trains what fits of it as a shortened last epoch
+(``stopped_on_budget``), and the cosine schedule spans the budget (see :mod:`zoo.train.budget`).
 
 ``fit()`` leaves the best epoch's weights in the model and returns a :class:`FitResult`.
 
@@ -588,7 +588,11 @@ class Trainer:
             except TypeError:
                 per_epoch = None
         within = min(1.0, (step - 1) / per_epoch) if per_epoch else 0.0
-        progress = max(self.budget.progress(), ((epoch - 1) + within) / self.epochs)
+        # DDP: rank 0's clock, or each rank's own would give each its own learning rate and the
+        # replicas, stepping the same averaged gradients, would drift apart.
+        elapsed = distributed.broadcast_float(self.budget.progress(), self.dist) if self.dist.enabled \
+            else self.budget.progress()
+        progress = max(elapsed, ((epoch - 1) + within) / self.epochs)
         factor = cosine_factor(progress)
         for group, base in zip(self.optimizer.param_groups, self._base_lrs):
             group["lr"] = base * factor
@@ -776,7 +780,8 @@ class Trainer:
             # epochs do not validate, and reserving one anyway ended budgeted runs ~half an epoch early.
             validates = self.val_loader is not None
             if not self.budget.another_epoch_fits(validate_now=validates and due):
-                # What still fits trains as a shortened last epoch. Under adaptive validation this
+                # With the budget's last_epoch_min, what still fits trains as a shortened last epoch
+                # (else the run stops here: last_epoch_steps is 0). Under adaptive validation this
                 # epoch's validation is dropped for it (the selection is among the last epochs, and the
                 # shortened one, at the end of the cosine, is one of them); otherwise it is paid first.
                 pay_now = validates and due and not self._adaptive_val
