@@ -334,8 +334,8 @@ def test_a_shortened_last_epoch_too_small_to_matter_is_not_trained():
 def test_the_shortened_last_epoch_pays_for_its_validation_and_takes_the_place_of_an_adaptive_one():
     """10 minutes, 30 s epochs, 15 s validations, adaptive: validated at 1 and 15 (interval 5). Epoch
     18's training ends at 570 s; a whole epoch and its validation (45 s) do not fit in 30, but one
-    step and the validation do: epoch 19 trains 1 of 3 steps (580 s) and validates (595 s). (By default
-    the run stops after epoch 18: test_adaptive_val_every_validates_once_early_then_only_in_the_last_quarter_of_the_budget.)"""
+    step and the validation do: epoch 19 trains 1 of 3 steps (580 s) and validates (595 s). By
+    default the run stops after epoch 18 (the test of the adaptive schedule's last quarter above)."""
     clock = Clock()
     t = trainer(epochs=1000, budget=TimeBudget(10, clock=clock, last_epoch_min=0.2), callbacks=[Tick(clock, 10.0)],
                 val_every="adaptive")

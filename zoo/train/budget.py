@@ -49,7 +49,8 @@ class TimeBudget:
         if not 0.0 <= float(select_from) <= 1.0:
             raise ValueError(f"select_from must be a share of the budget in [0, 1], got {select_from}")
         if last_epoch_min is not None and not 0.0 <= float(last_epoch_min) <= 1.0:
-            raise ValueError(f"last_epoch_min must be a share of an epoch in [0, 1] or None (off), got {last_epoch_min}")
+            raise ValueError(f"last_epoch_min must be a share of an epoch in [0, 1] or None (off), "
+                             f"got {last_epoch_min}")
         self.seconds = minutes * 60.0
         self.last_epoch_min = None if last_epoch_min is None else float(last_epoch_min)
         self.select_from = float(select_from)
@@ -91,9 +92,9 @@ class TimeBudget:
                          validate_last: bool = True) -> int:
         """When another whole epoch does not fit: how many of its ``steps_per_epoch`` steps do, once
         this epoch's validation (``validate_now``) and the shortened epoch's own (``validate_last``)
-        are paid for; 0 when fewer than ``last_epoch_min`` of an epoch fit, or it is None. A step costs the slowest
-        recent epoch's share (as :meth:`next_epoch_cost` predicts epochs), so the box is not
-        overrun when a neighbour slows the machine down."""
+        are paid for; 0 when fewer than ``last_epoch_min`` of an epoch fit, or it is None. A step
+        costs the slowest recent epoch's share (as :meth:`next_epoch_cost` predicts epochs), so the
+        box is not overrun when a neighbour slows the machine down."""
         recent = self.train_times[-3:]
         if self.last_epoch_min is None or not steps_per_epoch or not recent:
             return 0
