@@ -35,6 +35,7 @@ from mlflow import MlflowClient
 
 from zoo.cli import main as zoo
 from zoo.tracking import store
+from zoo.tracking.summary import version_summary
 
 store.configure()
 client = MlflowClient()
@@ -42,16 +43,9 @@ version = client.get_model_version_by_alias("zoo-guided", "candidate").version
 print(f"[quickstart] promoting zoo-guided version {version} to production (gated: not worse than the holder)")
 if zoo(["models", "promote", "zoo-guided", str(version), "--alias", "production", "--reason", "quickstart"]):
     print("[quickstart] not promoted: the current production version is better (see above)")
-mv = client.get_model_version("zoo-guided", version)
-run = client.get_run(mv.run_id)
-m, p = run.data.metrics, run.data.params
-aliases = ", ".join(f"@{a}" for a in (mv.aliases or [])) or "no alias"
-print(f"\n[quickstart] registered zoo-guided version {mv.version} ({aliases}), run {mv.run_id}")
-print(f"[quickstart] test on fold {p.get('fold', '?')} of {p.get('dataset', '?')}: "
-      f"macro-F {m.get('test_macro_f1', float('nan')):.3f} strict / "
-      f"{m.get('test_macro_f1_tolerant', float('nan')):.3f} tolerant, "
-      f"MCS {m.get('test_mcs', float('nan')):.3f}, best epoch {int(m.get('best_epoch', 0))}"
-      + (" (stopped on the time budget)" if m.get("stopped_on_budget") else ""))
+print()
+for line in version_summary(client, "zoo-guided", version):
+    print(f"[quickstart] {line}")
 PY
 promote_s=$((SECONDS - promote_start))
 echo "[quickstart] time: setup ${setup_s} s, data ${data_s} s, training + registration ${train_s} s," \
