@@ -44,7 +44,8 @@ print(f"[quickstart] promoting zoo-guided version {version} to production (gated
 if zoo(["models", "promote", "zoo-guided", str(version), "--alias", "production", "--reason", "quickstart"]):
     print("[quickstart] not promoted: the current production version is better (see above)")
 print()
-for line in version_summary(client, "zoo-guided", version):
+for line in version_summary(client, "zoo-guided", version,
+                            untimed_command="bash scripts/quickstart.sh -P budget=none -P epochs=30"):
     print(f"[quickstart] {line}")
 PY
 promote_s=$((SECONDS - promote_start))

@@ -38,12 +38,20 @@ def register(client, epochs: int, stopped_on_budget: bool, precision: str = "fp3
 
 def test_a_run_the_budget_cut_short_says_so_and_how_to_train_without_it(client):
     rid = register(client, epochs=6, stopped_on_budget=True)
-    lines = version_summary(client, "zoo-guided", 1)
+    lines = version_summary(client, "zoo-guided", 1, untimed_command="bash scripts/quickstart.sh -P budget=none")
     assert lines[0] == f"registered zoo-guided version 1 (@production), run {rid}"
     assert lines[1] == ("test on fold 0 of synth: macro-F 0.739 strict / 0.936 tolerant, MCS 0.404, "
                         "best epoch 5 of 6 (fp32, stopped on the time budget)")
     assert len(lines) == 3
-    assert "only 6 epochs fit" in lines[2] and "-P budget=none -P epochs=30" in lines[2]
+    assert "only 6 epochs fit" in lines[2] and lines[2].endswith("bash scripts/quickstart.sh -P budget=none")
+    assert version_summary(client, "zoo-guided", 1)[2].endswith("set budget=none (and epochs, e.g. 30)")
+
+
+def test_a_resumed_run_counts_its_epochs_not_its_log_entries(client):
+    """A run killed in epoch 4 and resumed logs epoch 4 again: still 5 epochs, not 6."""
+    rid = register(client, epochs=5, stopped_on_budget=True)
+    client.log_metric(rid, "epoch_seconds", 31.0, step=4)
+    assert "best epoch 4 of 5 (fp32" in version_summary(client, "zoo-guided", 1)[1]
 
 
 def test_a_budgeted_run_with_enough_epochs_gets_no_hint(client):

@@ -8,14 +8,16 @@ from __future__ import annotations
 FEW_EPOCHS = 12
 
 
-def version_summary(client, name: str, version: int | str) -> list[str]:
+def version_summary(client, name: str, version: int | str, untimed_command: str | None = None) -> list[str]:
     """Lines on version ``version`` of registered model ``name``: its aliases and run, the test
     metrics, the best and the last epoch, the precision, whether the time budget stopped it and,
-    when that left fewer than :data:`FEW_EPOCHS` epochs, the command for a run without the budget."""
+    when that left fewer than :data:`FEW_EPOCHS` epochs, how to train without the budget
+    (``untimed_command`` if given, else the parameter to set)."""
     mv = client.get_model_version(name, str(version))
     run = client.get_run(mv.run_id)
     m, p = run.data.metrics, run.data.params
-    epochs = len(client.get_metric_history(mv.run_id, "epoch_seconds"))
+    # The last epoch's step, not the number of entries: a resumed run logs its interrupted epoch again.
+    epochs = max((h.step for h in client.get_metric_history(mv.run_id, "epoch_seconds")), default=0)
     precision = run.data.tags.get("precision", "unknown precision")
     budget = bool(m.get("stopped_on_budget"))
     aliases = ", ".join(f"@{a}" for a in (mv.aliases or [])) or "no alias"
@@ -28,8 +30,9 @@ def version_summary(client, name: str, version: int | str) -> list[str]:
         + (", stopped on the time budget)" if budget else ")"),
     ]
     if budget and epochs < FEW_EPOCHS:
+        how = untimed_command or "set budget=none (and epochs, e.g. 30)"
         lines.append(f"only {epochs} epochs fit in the time budget on this machine ({precision}); for the "
-                     "converged model, train without it: bash scripts/quickstart.sh -P budget=none -P epochs=30")
+                     f"converged model, train without it: {how}")
     return lines
 
 
