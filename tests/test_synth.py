@@ -4,7 +4,10 @@ maturity, density, argument checks. Small sets (<= 60 cells at 48 px) keep the f
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +224,28 @@ def test_the_synth_reader_reads_it(runs):
     readers = pytest.importorskip("zoo.data.readers")
     df = readers.READERS.get("synth")(runs["a"])
     assert len(df) == 45 and {"image", "source_label", "group", "mask", "maturity"} <= set(df.columns)
+
+
+def _dispatched_kernels_on_this_cpu() -> list[str]:
+    """numpy's CPU-specific kernel groups (AVX2, AVX-512, ...) that this CPU runs."""
+    from numpy._core import _multiarray_umath as umath
+    return [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+
+
+def test_the_same_bytes_whatever_kernels_the_cpu_picks(tmp_path):
+    """`dvc repro` must give the committed bytes on any CPU. The CPU decides which numpy SIMD
+    kernels (exp, cos, tanh) and which OpenBLAS kernel run; both are forced here to the ones a
+    plain x86-64-v2 CPU would get, in a second process, and the files must not change."""
+    kernels = _dispatched_kernels_on_this_cpu()
+    if not kernels:
+        pytest.skip("this CPU runs only numpy's baseline kernels: there is no other kernel to compare with")
+    args = dict(n_cells=120, img_size=96, seed=0, workers=1, progress=False)
+    generate(tmp_path / "here", **args)
+    env = dict(os.environ, NPY_DISABLE_CPU_FEATURES=" ".join(kernels), OPENBLAS_CORETYPE="Sandybridge")
+    code = (f"from zoo.data.synth import generate; generate({str(tmp_path / 'plain')!r}, "
+            f"**{args!r})")
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, timeout=300)
+    here, plain = _files(tmp_path / "here"), _files(tmp_path / "plain")
+    assert here.keys() == plain.keys()
+    diff = [k for k in here if here[k] != plain[k]]
+    assert not diff, f"{len(diff)} files change with the CPU's kernels ({', '.join(kernels)} off): {diff[:5]}"

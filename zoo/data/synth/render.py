@@ -16,7 +16,12 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-F = np.float32
+# float64, not float32, so that `dvc repro` gives the same bytes on every CPU. numpy picks its
+# exp/cos/tanh kernels by CPU (AVX2, AVX-512, baseline) and they differ in the last bit; in float32
+# that bit is ~1e-5 of a grey level, enough to flip the 8-bit rounding of a few pixels per set
+# (measured: another md5 for data/cells on an AMD EPYC than on the Intel CPU that made data.dvc).
+# A float64 last bit is 2^29 times smaller and no longer reaches the rounding.
+F = np.float64
 
 
 def rgb_to_od(rgb) -> np.ndarray:
@@ -140,10 +145,12 @@ def disc_points(rng: np.random.Generator, n: int, radius: float) -> tuple[np.nda
 
 def compose(maps: dict[str, np.ndarray], od: dict[str, np.ndarray], white: np.ndarray) -> np.ndarray:
     """Transmitted light: white (H, W, 3) * exp(-Σ_k c_k OD_k), in 0..255 floats."""
-    names = list(maps)
-    conc = np.stack([maps[k] for k in names], axis=-1)          # (H, W, K)
-    mat = np.stack([od[k] for k in names]).astype(F)            # (K, 3)
-    return white * np.exp(-(conc @ mat))
+    # a fixed-order sum of products, not `conc @ mat`: BLAS picks its kernel (and so its
+    # summation order) by CPU, which changes the last bit of the optical density
+    total = np.zeros(white.shape, dtype=F)
+    for name, conc in maps.items():
+        total += conc[..., None] * np.asarray(od[name], dtype=F)
+    return white * np.exp(-total)
 
 
 def camera(img: np.ndarray, rng: np.random.Generator, blur_px: float, noise_sd: float,
