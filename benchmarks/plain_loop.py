@@ -21,6 +21,7 @@ RBF-SVM on its features. Used two ways:
     python benchmarks/plain_loop.py --no-plain --families guided --threads 1 &
 
   (prepare PBC first: ``zoo data ingest ../shared/data/pbc --name pbc --reader pbc``).
+  ``benchmarks/equal_wall_time.py`` does this for every fold of a CV and reports paired intervals.
 """
 
 from __future__ import annotations
@@ -117,6 +118,7 @@ class PlainLoop:
         ``time_box=(start, end)`` (``time.perf_counter`` seconds): the learning rate follows a cosine
         over that wall time instead of ``epochs``, and the pass stops at the step where it ends."""
         self.model.train()
+        batch = min(batch, len(images))  # a set smaller than a batch trains on one batch of it all
         order = torch.randperm(len(images), generator=self.gen)
         n = 0
         for k, start in enumerate(range(0, len(order) - batch + 1, batch)):
@@ -184,7 +186,8 @@ def run_plain(dataset, fold: int, minutes: float, size: int, seed: int, dtype, f
     while time.perf_counter() - start < minutes * 60:
         seen += loop.epoch(train_x, train_y, time_box=(start, start + minutes * 60))
     train_s = time.perf_counter() - start
-    done = round(seen / (len(train_x) // 64 * 64), 2)  # epochs, the last one partial
+    per_epoch = len(train_x) // min(64, len(train_x)) * min(64, len(train_x))
+    done = round(seen / per_epoch, 2)  # epochs, the last one partial
     f1, svm_s = svm_macro_f1(loop.features(train_x), train_y.numpy(), loop.features(data["test"][0]),
                              data["test"][1].numpy(), seed)
     return {"name": "plain cross-entropy + SVM" + (" (fused AdamW)" if fused else ""), "epochs": done,

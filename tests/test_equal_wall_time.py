@@ -1,0 +1,88 @@
+"""benchmarks/equal_wall_time.py: the sides it runs, the intervals it reports, the folds it keeps."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+
+@pytest.fixture(scope="module")
+def ewt():
+    spec = importlib.util.spec_from_file_location("equal_wall_time", REPO / "benchmarks" / "equal_wall_time.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_sides_and_folds_parse_and_bad_ones_name_the_fix(ewt):
+    assert ewt.parse_side("tml:ce_on=both,margin=0.2") == {"label": "tml:ce_on=both,margin=0.2", "family": "tml",
+                                                             "params": "ce_on=both,margin=0.2"}
+    assert ewt.parse_side("plain:fused")["family"] is None
+    with pytest.raises(ValueError, match="unknown family 'tmll'.*guided.*tml"):
+        ewt.parse_side("tmll")
+    with pytest.raises(ValueError, match="k=v"):
+        ewt.parse_side("tml:semihard")
+    assert ewt.parse_folds("0-5") == [0, 1, 2, 3, 4, 5] and ewt.parse_folds("1,3") == [1, 3]
+
+
+def _row(side, fold, test, val=None):
+    return {"side": side, "fold": fold, "epochs": 15, "wall_seconds": 750.0, "test_macro_f1": test, "val_macro_f1": val,
+            "train_seconds": 640.0}
+
+
+def test_report_gives_paired_intervals_against_plain_on_test_and_the_reference_on_validation(ewt):
+    from zoo.evaluate.paired import paired_difference
+
+    plain = [0.82, 0.83, 0.81]
+    tml = [0.80, 0.82, 0.79]            # 1-2 pp under on every fold: the interval excludes 0
+    semi = [0.83, 0.81, 0.82]           # scattered around plain: a tie
+    rows = ([_row("plain", f, v) for f, v in enumerate(plain)]
+            + [_row("tml", f, v, val=0.80 + f / 100) for f, v in enumerate(tml)]
+            + [_row("tml:type_of_triplets=semihard", f, v, val=0.80 + f / 100 + (0.01, -0.02, 0.0)[f])
+               for f, v in enumerate(semi)])
+    text = ewt.report(rows, ["plain", "tml", "tml:type_of_triplets=semihard"], "t")
+    d = paired_difference([100 * v for v in tml], [100 * v for v in plain])
+    assert d.excludes_zero and f"**{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]**" in text
+    tie = paired_difference([100 * v for v in semi], [100 * v for v in plain])
+    assert not tie.excludes_zero and f"| {tie.mean:+.2f} [{tie.low:+.2f}, {tie.high:+.2f}] |" in text
+    assert "| `plain` | 15 | 750 | 0.820 · 0.830 · 0.810 | 0.820 | — |" in text  # what each side spent, recorded
+    val = text.split("## Validation")[1]
+    assert "Δ vs `tml`" in val and "0.8000 · 0.8100 · 0.8200" in val
+    vd = paired_difference([1.0, -2.0, 0.0], [0.0, 0.0, 0.0])
+    assert f"{vd.mean:+.2f} [{vd.low:+.2f}, {vd.high:+.2f}]" in val
+    # a fold missing a side is left out of every table, never compared unpaired
+    assert "folds 0 · 1 · 2 |" in ewt.report(rows + [_row("plain", 3, 0.9)], ["plain", "tml"], "t")
+    with pytest.raises(ValueError, match="no fold has a result for every side"):
+        ewt.report(rows[:1], ["plain", "tml"], "t")
+
+
+def test_runs_every_side_of_a_fold_at_once_and_keeps_finished_folds(ewt, tmp_path):
+    """End to end on the tiny set: a plain side and a zoo side train a few seconds each in their own
+    processes and stores; the zoo row carries the validation macro-F its MLflow run selected on; a
+    second call with other sides refuses to mix them into the same rows."""
+    from tiny_data import tiny_project
+
+    out = tmp_path / "ewt"
+    with tiny_project(tmp_path / "home"):
+        args = ["--dataset", "tiny", "--folds", "0", "--minutes", "0.1", "--img-size", "32", "--out", str(out),
+                "--sides", "plain", "tml:backbone=resnet10t,batch_size=8,num_workers=0"]
+        assert ewt.main(args) == 0
+        rows = [json.loads(line) for line in (out / "rows.jsonl").read_text().splitlines()]
+        assert [r["side"] for r in rows] == ["plain", "tml:backbone=resnet10t,batch_size=8,num_workers=0"]
+        zoo = rows[1]
+        assert 0.0 <= zoo["val_macro_f1"] <= 1.0 and zoo["train_seconds"] > 0 and zoo["epochs"] >= 1
+        assert (out / "tml_backbone_resnet10t_batch_size_8_num_workers_0.db").exists()  # a store per side
+        assert (out / "report.md").read_text().count("| `") == 3  # 2 sides on test, 1 zoo side on validation
+        before = (out / "rows.jsonl").read_text()
+        assert ewt.main(args) == 0  # the fold is kept, not rerun
+        assert (out / "rows.jsonl").read_text() == before
+        with pytest.raises(SystemExit, match="fold 0 was run with sides"):
+            ewt.main([*args[:-2], "plain", "guided"])
+        assert (out / "rows.jsonl").read_text() == before
