@@ -231,3 +231,39 @@ def test_ce_on_parameter_cpu_preset_reads_the_features_smr_the_embedding_and_bot
         cls(resolve_config("tml", {"ce_on": "logits"}, cls.param_names()))
     with pytest.raises(ValueError, match="feature_dim"):
         with_classifier_head(create_loss("triplet"), 3, 8, 1.0, on="features")
+
+
+# --- ce_smoothing: label smoothing of the head's cross-entropy ------------------------------------
+
+@pytest.mark.parametrize("family", ["tml", "guided", "smr"])
+def test_ce_smoothing_reaches_the_cross_entropy_the_family_trains(family, tmp_path):
+    from zoo.knowledge import DEFAULT_CLASSES
+
+    cls = FAMILIES.get(family)
+    assert cls(resolve_config(family, {}, cls.param_names())).params["ce_smoothing"] == 0.0  # as the plain loop
+    fam = cls(resolve_config(family, {"ce_smoothing": "0.2", "ce_on": "features"}, cls.param_names()))
+    classes = list(DEFAULT_CLASSES)
+    fam.prepare(classes, tmp_path)
+    loss = fam.training_loss(classes, feature_dim=5)  # what fit_fold hands the Trainer
+    assert isinstance(loss, WithClassifierHead) and loss.label_smoothing == 0.2
+    n = 4 * len(classes)
+    emb = torch.randn(n, fam.params["embedding_dim"], generator=torch.Generator().manual_seed(0))
+    feats = torch.randn(n, 5, generator=torch.Generator().manual_seed(1))
+    y = torch.arange(n) % len(classes)
+    metric = loss.loss(emb, y).detach()
+    logits = loss.fc(feats)
+    got = loss(emb, y, features=feats)
+    torch.testing.assert_close(got, metric + loss.weight * F.cross_entropy(logits, y, label_smoothing=0.2),
+                               rtol=1e-5, atol=1e-5)
+    unsmoothed = metric + loss.weight * F.cross_entropy(logits, y)
+    assert not torch.allclose(got, unsmoothed)  # the smoothing changes the value the Trainer steps on
+
+
+def test_ce_smoothing_without_a_head_fails_before_any_run_and_names_the_fix():
+    cls = FAMILIES.get("tml")
+    with pytest.raises(ValueError, match=r"ce_smoothing=0\.1 .*ce_weight=0.*-P ce_weight=1"):
+        cls(resolve_config("tml", {"ce_smoothing": "0.1", "ce_weight": "0"}, cls.param_names()))
+    with pytest.raises(ValueError, match="ce_smoothing"):  # out of range
+        cls(resolve_config("tml", {"ce_smoothing": "0.9"}, cls.param_names()))
+    # the paper preset has no head, so its default (no smoothing) is accepted
+    assert cls(resolve_config("tml", {"preset": "paper"}, cls.param_names())).params["ce_smoothing"] == 0.0

@@ -43,6 +43,8 @@ EMBEDDING_PARAMS: tuple[Param, ...] = (
                                 "cross-entropy network; the metric loss still trains the embedding) | "
                                 "both (the two heads, each weighted by ce_weight)",
           choices=CE_ON),
+    Param("ce_smoothing", float, 0.0, "label smoothing of the auxiliary cross-entropy head (0 = none, as the "
+                                      "plain loop; needs ce_weight > 0)", low=0.0, high=0.5),
     Param("sampler", str, "auto", "training batches: m_per_class (m images of each of batch/m classes, "
                                   "with replacement) | random (a shuffled pass over every image)",
           choices=("m_per_class", "random")),
@@ -75,20 +77,23 @@ def packaged_svm(best_svm, train_emb, train_y, *, seed: int, max_search: int | N
 
 
 def with_classifier_head(loss: nn.Module, n_classes: int, embedding_dim: int, weight: float,
-                         on: str = "embedding", feature_dim: int | None = None) -> nn.Module:
+                         on: str = "embedding", feature_dim: int | None = None,
+                         label_smoothing: float = 0.0) -> nn.Module:
     """The family's loss plus the auxiliary cross-entropy head when ``weight > 0``
     (:class:`zoo.losses.classifier_head.WithClassifierHead`), reading the embeddings, (``on=
-    "features"``, ``feature_dim`` wide) the backbone features, or both (``on="both"``); the loss
-    itself for 0. Callbacks and ``model_extras`` still reach the family's loss through ``unwrap()``."""
-    if not weight:
+    "features"``, ``feature_dim`` wide) the backbone features, or both (``on="both"``), with
+    ``label_smoothing`` in its cross-entropy; the loss itself for 0. Callbacks and ``model_extras``
+    still reach the family's loss through ``unwrap()``."""
+    if not weight:  # no head, nothing to smooth (the families refuse ce_smoothing with ce_weight=0)
         return loss
     from zoo.losses.classifier_head import WithClassifierHead
 
     if on in ("features", "both"):
         if not feature_dim:
             raise ValueError(f"a classifier head on={on!r} needs the encoder's feature_dim")
-        return WithClassifierHead(loss, n_classes, embedding_dim, weight=weight, on=on, feature_dim=feature_dim)
-    return WithClassifierHead(loss, n_classes, embedding_dim, weight=weight)
+        return WithClassifierHead(loss, n_classes, embedding_dim, weight=weight, on=on, feature_dim=feature_dim,
+                                  label_smoothing=label_smoothing)
+    return WithClassifierHead(loss, n_classes, embedding_dim, weight=weight, label_smoothing=label_smoothing)
 
 
 def train_eval_loader(train_loader):
@@ -116,6 +121,15 @@ class EmbeddingFamily(Family):
     has_classes: ClassVar[bool] = True
     contract_params: ClassVar[dict[str, str]] = {"svm_every": "1", "embedding_dim": "16"}
 
+    def __init__(self, cfg) -> None:
+        super().__init__(cfg)
+        p = self.params
+        if p.get("ce_smoothing") and not p.get("ce_weight"):
+            # Training without the smoothing asked for would log a parameter that did nothing.
+            raise ValueError(f"ce_smoothing={p['ce_smoothing']:g} smooths the auxiliary cross-entropy head, which "
+                             "ce_weight=0 leaves out: set ce_weight > 0 (-P ce_weight=1 under mlflow run, "
+                             "--ce_weight 1 with zoo train) or leave ce_smoothing at 0")
+
     # -- hooks ---------------------------------------------------------------------------------
     def prepare(self, classes: Sequence[str], out_dir: Path) -> None:
         """Once per fold before the loss is built: the classes trained on and a folder for
@@ -135,6 +149,14 @@ class EmbeddingFamily(Family):
     def extras_schema(self) -> list[tuple[str, str]]:
         """Output columns the extras add (declared before training)."""
         return []
+
+    def training_loss(self, classes: Sequence[str], feature_dim: int) -> nn.Module:
+        """The loss the Trainer optimises: :meth:`build_loss` plus the auxiliary cross-entropy head
+        the parameters ask for (``ce_weight``, ``ce_on``, ``ce_smoothing``); ``feature_dim`` is the
+        encoder's backbone width."""
+        p = self.params
+        return with_classifier_head(self.build_loss(classes), len(classes), p["embedding_dim"], p["ce_weight"],
+                                    on=p["ce_on"], feature_dim=feature_dim, label_smoothing=p["ce_smoothing"])
 
     # -- declarations ---------------------------------------------------------------------------
     def output_columns(self, classes: Sequence[str]) -> list[str]:
@@ -167,8 +189,7 @@ class EmbeddingFamily(Family):
         # same weights, whatever the data loading or the family's preparation drew before.
         seed_everything(cfg.seed)
         encoder = create_encoder(cfg.backbone, p["embedding_dim"], pretrained=cfg.pretrained, img_size=cfg.img_size)
-        loss = with_classifier_head(self.build_loss(classes), len(classes), p["embedding_dim"], p["ce_weight"],
-                                    on=p["ce_on"], feature_dim=encoder.num_features)
+        loss = self.training_loss(classes, feature_dim=encoder.num_features)
         svm_max_search = PRESETS[cfg.preset]["svm_max_search"]
         trainer = Trainer(
             encoder, loss, loaders["train"], loaders["val"], epochs=cfg.epochs, patience=cfg.patience,
