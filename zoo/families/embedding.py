@@ -88,12 +88,10 @@ def with_classifier_head(loss: nn.Module, n_classes: int, embedding_dim: int, we
         return loss
     from zoo.losses.classifier_head import WithClassifierHead
 
-    if on in ("features", "both"):
-        if not feature_dim:
-            raise ValueError(f"a classifier head on={on!r} needs the encoder's feature_dim")
-        return WithClassifierHead(loss, n_classes, embedding_dim, weight=weight, on=on, feature_dim=feature_dim,
-                                  label_smoothing=label_smoothing)
-    return WithClassifierHead(loss, n_classes, embedding_dim, weight=weight, label_smoothing=label_smoothing)
+    if on in ("features", "both") and not feature_dim:
+        raise ValueError(f"a classifier head on={on!r} needs the encoder's feature_dim")
+    return WithClassifierHead(loss, n_classes, embedding_dim, weight=weight, on=on,
+                              feature_dim=feature_dim if on != "embedding" else None, label_smoothing=label_smoothing)
 
 
 def train_eval_loader(train_loader):
