@@ -35,6 +35,7 @@ def test_guided_defaults_follow_the_paper():
     cls = FAMILIES.get("guided")
     fam = cls(resolve_config("guided", {}, cls.param_names()))
     assert fam.params == {"svm_every": 5, "embedding_dim": 256, "ce_weight": 1.0, "ce_on": "features", "ce_smoothing": 0.0,
+                          "metric_weight_end": 1.0,
                           "sampler": "m_per_class", "svm_input": "embedding",
                           "guide": "fr_sim_mat", "loss": "distance", "alpha": 0.4,
                           "scale": "normalized"}

@@ -385,6 +385,24 @@ def test_embedding_sampler_parameter_decides_the_training_batches(tiny_home, sam
         assert sorted(np.bincount(labels, minlength=3).tolist()) == [0, 4, 4]
 
 
+def test_metric_weight_end_lowers_the_metric_loss_in_a_real_run(tiny_home):
+    """metric_weight_end reaches the Trainer through fit_fold: over 2 epochs the weight starts at 1
+    and, at half the training, is halfway down its cosine to 0.2; the run logs it per epoch."""
+    from tiny_data import TINY
+
+    from zoo.families.runner import run_training
+    from zoo.train import Callback
+
+    class Capture(Callback):
+        def on_fit_end(self, trainer, result):
+            self.weights = [row.get("metric_weight") for row in result.history]
+
+    capture = Capture()
+    run_training("tml", {**TINY, **FAMILIES.get("tml").contract_params, "epochs": "2", "patience": "2",
+                         "metric_weight_end": "0.2", "register": "false"}, progress=False, callbacks=[capture])
+    assert capture.weights == pytest.approx([1.0, 0.6])
+
+
 def test_sampler_parameter_rejects_unknown_values():
     cls = FAMILIES.get("tml")
     with pytest.raises(ValueError, match="m_per_class"):

@@ -3,6 +3,8 @@ its place in training and checkpoints, and the ``ce_weight`` parameter that swit
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,6 +14,7 @@ from zoo.families.embedding import with_classifier_head
 from zoo.families.params import resolve_config
 from zoo.losses import TripletLoss, create_loss
 from zoo.losses.classifier_head import WithClassifierHead
+from zoo.train import LambdaCallback
 
 
 def batch(n=24, d=8, k=3, seed=0):
@@ -267,3 +270,116 @@ def test_ce_smoothing_without_a_head_fails_before_any_run_and_names_the_fix():
         cls(resolve_config("tml", {"ce_smoothing": "0.9"}, cls.param_names()))
     # the paper preset has no head, so its default (no smoothing) is accepted
     assert cls(resolve_config("tml", {"preset": "paper"}, cls.param_names())).params["ce_smoothing"] == 0.0
+
+
+# --- metric_weight_end: the metric terms hand training over to the head ---------------------------
+
+def test_metric_weight_scales_the_metric_terms_and_not_the_head():
+    emb, y = batch()
+    inner = create_loss("triplet")
+    head = WithClassifierHead(inner, n_classes=3, embedding_dim=8, weight=0.7)
+    torch.nn.init.normal_(head.fc.weight, std=0.5, generator=torch.Generator().manual_seed(1))
+    full = head(emb, y)
+    metric, ce = float(head.terms["metric"]), float(head.terms["ce"])
+    assert float(full) == pytest.approx(metric + 0.7 * ce, rel=1e-5) and metric > 0  # else the weight would not show
+    head.metric_weight = 0.25
+    assert float(head(emb, y)) == pytest.approx(0.25 * metric + 0.7 * ce, rel=1e-5)
+    assert float(head.terms["metric"]) == pytest.approx(metric, rel=1e-5)  # logged unweighted
+    assert float(head.terms["ce"]) == pytest.approx(ce, rel=1e-5)
+
+
+def _linear_trainer(tmp_path, epochs, callbacks, resume=False, budget=None):
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from zoo.train import Trainer
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(48, 6, generator=g)
+    y = torch.arange(48) % 3
+    loader = DataLoader(TensorDataset(x, y), batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(0)
+    loss = WithClassifierHead(create_loss("triplet"), 3, 4)
+    return Trainer(torch.nn.Linear(6, 4), loss, loader, None, epochs=epochs, patience=None, svm=False, progress=False,
+                   checkpoint_dir=tmp_path, resume=resume, callbacks=callbacks, budget=budget), loss
+
+
+def test_metric_weight_schedule_falls_along_the_cosine_of_training_and_resumes_where_it_was(tmp_path):
+    from zoo.losses.classifier_head import MetricWeightSchedule
+
+    seen = []  # the weight the loss held while the Trainer stepped on it, per epoch
+    spy = LambdaCallback(on_batch_end=lambda t, e, b, loss: seen.append((e, t.loss_fn.metric_weight)))
+    trainer, loss = _linear_trainer(tmp_path / "a", 4, [MetricWeightSchedule(0.2), spy])
+    history = trainer.fit().history
+    # start of epoch e: progress (e-1)/4 -> 0.2 + 0.8 * (1 + cos(pi p)) / 2
+    want = [0.2 + 0.8 * 0.5 * (1 + math.cos(math.pi * (e - 1) / 4)) for e in (1, 2, 3, 4)]
+    assert [h["metric_weight"] for h in history] == pytest.approx(want)
+    assert want[0] == 1.0 and want[-1] < 0.35
+    assert {e: w for e, w in seen} == pytest.approx(dict(zip((1, 2, 3, 4), want)))
+
+    # killed as epoch 3 starts, resumed: epochs 3 and 4 train on the uninterrupted run's weights
+    class Killed(Exception):
+        pass
+
+    def kill(t, e):
+        if e == 3:
+            raise Killed
+
+    first, _ = _linear_trainer(tmp_path / "b", 4, [MetricWeightSchedule(0.2), LambdaCallback(on_epoch_start=kill)])
+    with pytest.raises(Killed):
+        first.fit()
+    resumed, _ = _linear_trainer(tmp_path / "b", 4, [MetricWeightSchedule(0.2)], resume=True)
+    again = resumed.fit().history
+    assert [h["metric_weight"] for h in again[2:]] == pytest.approx(want[2:])
+    assert [h["train_loss"] for h in again[2:]] == pytest.approx([h["train_loss"] for h in history[2:]], rel=1e-4)
+
+
+def test_training_progress_follows_the_budget_clock_when_it_is_further_along(tmp_path):
+    from zoo.train.budget import TimeBudget
+
+    now = [0.0]
+    trainer, _ = _linear_trainer(tmp_path, 100, [], budget=TimeBudget(1.0, clock=lambda: now[0]))
+    trainer.budget.start()
+    now[0] = 30.0  # half the minute spent, 1 % of the epochs
+    assert trainer.training_progress(2) == pytest.approx(0.5)
+    now[0] = 90.0
+    assert trainer.training_progress(2) == 1.0  # clamped
+    plain, _ = _linear_trainer(tmp_path / "p", 4, [])
+    assert plain.training_progress(3) == pytest.approx(0.5) and plain.training_progress(1) == 0.0
+
+
+def test_metric_weight_schedule_needs_a_classifier_head_and_a_valid_end(tmp_path):
+    from zoo.losses.classifier_head import MetricWeightSchedule
+    from zoo.train import Trainer
+
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        MetricWeightSchedule(1.5)
+    x, y = torch.randn(12, 6), torch.arange(12) % 3
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=6)
+    trainer = Trainer(torch.nn.Linear(6, 4), create_loss("triplet"), loader, None, epochs=1, patience=None, svm=False,
+                      progress=False, callbacks=[MetricWeightSchedule(0.5)])
+    with pytest.raises(TypeError, match="ce_weight > 0"):
+        trainer.fit()
+
+
+@pytest.mark.parametrize("family", ["tml", "guided", "smr"])
+def test_metric_weight_end_adds_the_schedule_to_what_the_family_trains_with(family, tmp_path):
+    from zoo.losses.classifier_head import MetricWeightSchedule
+
+    cls = FAMILIES.get(family)
+    default = cls(resolve_config(family, {}, cls.param_names()))
+    assert default.params["metric_weight_end"] == 1.0
+    assert not any(isinstance(c, MetricWeightSchedule) for c in default.training_callbacks(None))
+    extra = {"loss": "inverse_umap"} if family == "guided" else {}  # guided then has its own callback too
+    fam = cls(resolve_config(family, {"metric_weight_end": "0.3", **extra}, cls.param_names()))
+    schedules = [c for c in fam.training_callbacks(None) if isinstance(c, MetricWeightSchedule)]
+    assert len(schedules) == 1 and schedules[0].end == 0.3
+    assert len(fam.training_callbacks(None)) == len(fam.callbacks(None)) + 1  # the family's own are kept
+
+
+def test_metric_weight_end_without_a_head_fails_before_any_run_and_names_the_fix():
+    cls = FAMILIES.get("tml")
+    with pytest.raises(ValueError, match=r"metric_weight_end=0\.5 .*ce_weight=0.*-P ce_weight=1"):
+        cls(resolve_config("tml", {"metric_weight_end": "0.5", "ce_weight": "0"}, cls.param_names()))
+    with pytest.raises(ValueError, match="metric_weight_end"):  # out of range
+        cls(resolve_config("tml", {"metric_weight_end": "1.5"}, cls.param_names()))
+    assert cls(resolve_config("tml", {"preset": "paper"}, cls.param_names())).params["metric_weight_end"] == 1.0

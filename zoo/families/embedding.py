@@ -45,6 +45,9 @@ EMBEDDING_PARAMS: tuple[Param, ...] = (
           choices=CE_ON),
     Param("ce_smoothing", float, 0.0, "label smoothing of the auxiliary cross-entropy head (0 = none, as the "
                                       "plain loop; needs ce_weight > 0)", low=0.0, high=0.5),
+    Param("metric_weight_end", float, 1.0, "weight of the metric loss at the end of training: it falls from 1 "
+                                           "along the learning rate's cosine (1 = constant, the papers'; "
+                                           "needs ce_weight > 0 below 1)", low=0.0, high=1.0),
     Param("sampler", str, "auto", "training batches: m_per_class (m images of each of batch/m classes, "
                                   "with replacement) | random (a shuffled pass over every image)",
           choices=("m_per_class", "random")),
@@ -127,6 +130,12 @@ class EmbeddingFamily(Family):
             raise ValueError(f"ce_smoothing={p['ce_smoothing']:g} smooths the auxiliary cross-entropy head, which "
                              "ce_weight=0 leaves out: set ce_weight > 0 (-P ce_weight=1 under mlflow run, "
                              "--ce_weight 1 with zoo train) or leave ce_smoothing at 0")
+        if p.get("metric_weight_end", 1.0) < 1.0 and not p.get("ce_weight"):
+            # Without the head a falling metric weight only shrinks the loss towards 0.
+            raise ValueError(f"metric_weight_end={p['metric_weight_end']:g} hands training over from the metric "
+                             "loss to the auxiliary cross-entropy head, which ce_weight=0 leaves out: set "
+                             "ce_weight > 0 (-P ce_weight=1 under mlflow run, --ce_weight 1 with zoo train) or "
+                             "leave metric_weight_end at 1")
 
     # -- hooks ---------------------------------------------------------------------------------
     def prepare(self, classes: Sequence[str], out_dir: Path) -> None:
@@ -147,6 +156,16 @@ class EmbeddingFamily(Family):
     def extras_schema(self) -> list[tuple[str, str]]:
         """Output columns the extras add (declared before training)."""
         return []
+
+    def training_callbacks(self, loss: nn.Module) -> list:
+        """The callbacks ``fit_fold`` hands the Trainer: the family's own (:meth:`callbacks`) and the
+        metric weight's schedule when ``metric_weight_end`` < 1."""
+        cbs = list(self.callbacks(loss))
+        if self.params.get("metric_weight_end", 1.0) < 1.0:
+            from zoo.losses.classifier_head import MetricWeightSchedule
+
+            cbs.append(MetricWeightSchedule(self.params["metric_weight_end"]))
+        return cbs
 
     def training_loss(self, classes: Sequence[str], feature_dim: int) -> nn.Module:
         """The loss the Trainer optimises: :meth:`build_loss` plus the auxiliary cross-entropy head
@@ -191,7 +210,7 @@ class EmbeddingFamily(Family):
         svm_max_search = PRESETS[cfg.preset]["svm_max_search"]
         trainer = Trainer(
             encoder, loss, loaders["train"], loaders["val"], epochs=cfg.epochs, patience=cfg.patience,
-            lr=cfg.lr, device=cfg.device, callbacks=[*self.callbacks(loss), *ctx.callbacks],
+            lr=cfg.lr, device=cfg.device, callbacks=[*self.training_callbacks(loss), *ctx.callbacks],
             checkpoint_dir=ctx.checkpoint_dir, resume=cfg.resume, svm_every=p["svm_every"],
             # The batched, tensor-normalised eval path over the same decoded cache (zoo.data.datasets).
             train_eval_loader=eval_loader(loaders["train"]), classes=classes, severity=ctx.severity,

@@ -17,6 +17,10 @@ says ``needs_features``. ``on="both"`` keeps both heads, each weighted by ``weig
 learn as a plain network's, and the embedding the SVM reads is also pulled towards separable classes
 (with the features head alone, only the metric terms shape the embedding).
 
+``metric_weight`` scales the metric terms (1 by default). :class:`MetricWeightSchedule` lowers it
+along a cosine over training, so that a run starts from the metric loss beside the head and ends
+on the head's cross-entropy alone (or mostly), as a plain network does.
+
 The head exists only for training. Its weights are parameters of the loss (the Trainer optimises
 them, saves them in checkpoints and averages their gradients under DDP); the packaged model is the
 encoder and its SVM, as without the head. PML has no such wrapper, hence this file.
@@ -28,11 +32,15 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from zoo.train.callbacks import Callback
+
 from .base import EmbeddingLoss
 
 
 class WithClassifierHead(EmbeddingLoss):
-    """``loss(e, y) + weight * cross_entropy(fc(bn(e)), y)``; records the inner terms plus ``ce``.
+    """``metric_weight * loss(e, y) + weight * cross_entropy(fc(bn(e)), y)``; records the inner
+    terms (unweighted, as ``metric``) plus ``ce``. ``metric_weight`` is 1 unless a
+    :class:`MetricWeightSchedule` sets it.
 
     Args:
         loss: the family's loss (any :class:`EmbeddingLoss`, e.g. TML or a guided loss).
@@ -63,6 +71,7 @@ class WithClassifierHead(EmbeddingLoss):
                              "(encoder.num_features)")
         self.loss = loss
         self.weight = weight
+        self.metric_weight = 1.0  # a plain attribute: a schedule derives it from training progress, resumes too
         self.label_smoothing = float(label_smoothing)
         self.on = on
         if on == "features":  # a plain network's classifier: the features go straight into a biased linear layer
@@ -122,7 +131,7 @@ class WithClassifierHead(EmbeddingLoss):
             self.record("ce_features", ces[1])
         ce = sum(ces)
         self.record("ce", ce)
-        return main + self.weight * ce
+        return self.metric_weight * main + self.weight * ce
 
     def unwrap(self) -> nn.Module:
         inner = self.loss
@@ -130,7 +139,33 @@ class WithClassifierHead(EmbeddingLoss):
 
     def extra_repr(self) -> str:
         return (f"weight={self.weight}, on={self.on!r}, classes={self.fc.out_features}, "
-                f"label_smoothing={self.label_smoothing}")
+                f"label_smoothing={self.label_smoothing}, metric_weight={self.metric_weight:g}")
 
 
-__all__ = ["WithClassifierHead"]
+class MetricWeightSchedule(Callback):
+    """Lowers the metric terms' weight of a :class:`WithClassifierHead` from 1 to ``end`` along a
+    cosine over training: at the start of each epoch it is ``end + (1 - end) * cosine(progress)``,
+    where progress is the Trainer's (:meth:`~zoo.train.trainer.Trainer.training_progress`: epochs
+    run, or under a budget the share of its time spent, rank 0's clock under DDP), the same one the
+    learning rate follows. It logs the weight as the epoch's ``metric_weight``. Nothing to save in a
+    checkpoint: a resumed run derives the weight from its progress again. Per epoch, not per step,
+    because one weight per epoch keeps its logged loss a single objective."""
+
+    def __init__(self, end: float) -> None:
+        end = float(end)
+        if not 0.0 <= end <= 1.0:
+            raise ValueError(f"the metric weight's end must lie in [0, 1] (1 = constant), got {end:g}")
+        self.end = end
+
+    def on_epoch_start(self, trainer, epoch: int) -> None:
+        from zoo.train.budget import cosine_factor
+
+        head = trainer.loss_fn
+        if not isinstance(head, WithClassifierHead):
+            raise TypeError(f"MetricWeightSchedule lowers the metric terms beside a classifier head, but the "
+                            f"Trainer's loss is {type(head).__name__}: give the family ce_weight > 0")
+        head.metric_weight = self.end + (1.0 - self.end) * cosine_factor(trainer.training_progress(epoch))
+        trainer.epoch_metrics["metric_weight"] = head.metric_weight
+
+
+__all__ = ["MetricWeightSchedule", "WithClassifierHead"]

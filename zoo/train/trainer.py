@@ -577,10 +577,10 @@ class Trainer:
             return (images, masks, *batch[2:])
         return (self.batch_transform(images), *batch[1:])
 
-    def _budget_lr(self, epoch: int, step: int) -> None:
-        """Cosine decay over the budget (or the epochs, whichever is further along)."""
-        from .budget import cosine_factor
-
+    def training_progress(self, epoch: int, step: int = 1) -> float:
+        """Share of training done before ``step`` of ``epoch`` (1-based), in [0, 1]: the epochs run
+        over ``epochs``, or under a budget the share of its time spent, whichever is further
+        along. The budget's cosine follows it, and so can a callback's schedule."""
         per_epoch = self._steps_per_epoch
         if per_epoch is None:  # first epoch: the loader's length if it has one
             try:
@@ -588,12 +588,20 @@ class Trainer:
             except TypeError:
                 per_epoch = None
         within = min(1.0, (step - 1) / per_epoch) if per_epoch else 0.0
-        # DDP: rank 0's clock, or each rank's own would give each its own learning rate and the
-        # replicas, stepping the same averaged gradients, would drift apart.
+        done = ((epoch - 1) + within) / self.epochs
+        if self.budget is None:
+            return min(1.0, done)
+        # DDP: rank 0's clock, or each rank's own would give each its own learning rate (or schedule)
+        # and the replicas, stepping the same averaged gradients, would drift apart.
         elapsed = distributed.broadcast_float(self.budget.progress(), self.dist) if self.dist.enabled \
             else self.budget.progress()
-        progress = max(elapsed, ((epoch - 1) + within) / self.epochs)
-        factor = cosine_factor(progress)
+        return min(1.0, max(elapsed, done))
+
+    def _budget_lr(self, epoch: int, step: int) -> None:
+        """Cosine decay over the budget (or the epochs, whichever is further along)."""
+        from .budget import cosine_factor
+
+        factor = cosine_factor(self.training_progress(epoch, step))
         for group, base in zip(self.optimizer.param_groups, self._base_lrs):
             group["lr"] = base * factor
 
