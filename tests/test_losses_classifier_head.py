@@ -22,16 +22,21 @@ def batch(n=24, d=8, k=3, seed=0):
     return torch.randn(n, d, generator=g, requires_grad=True), torch.arange(n) % k
 
 
-def test_value_is_the_metric_loss_plus_weighted_cross_entropy_on_bn_embeddings():
+@pytest.mark.parametrize("metric_weight", [1.0, 0.25])  # 1 unless a MetricWeightSchedule lowers it
+def test_value_is_the_metric_loss_plus_weighted_cross_entropy_on_bn_embeddings(metric_weight):
     emb, y = batch()
     inner = create_loss("triplet")
     head = WithClassifierHead(inner, n_classes=3, embedding_dim=8, weight=0.7)
+    head.metric_weight = metric_weight
     torch.nn.init.normal_(head.fc.weight, std=0.5, generator=torch.Generator().manual_seed(1))
     got = head(emb, y)
     bn = (emb - emb.mean(0)) / torch.sqrt(emb.var(0, unbiased=False) + head.bn.eps)  # train-mode BN, weight 1
-    expected = inner(emb, y) + 0.7 * F.cross_entropy(bn @ head.fc.weight.T, y)
+    metric = inner(emb, y)
+    assert float(metric) > 0  # else the metric weight would not show
+    expected = metric_weight * metric + 0.7 * F.cross_entropy(bn @ head.fc.weight.T, y)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
     assert set(head.terms) >= {"metric", "ce", "main", "norm"}
+    assert float(head.terms["metric"]) == pytest.approx(float(metric.detach()), rel=1e-5)  # logged unweighted
     assert head.terms["ce"] == pytest.approx(float(F.cross_entropy(bn @ head.fc.weight.T, y).detach()), rel=1e-5)
 
 
@@ -262,31 +267,22 @@ def test_ce_smoothing_reaches_the_cross_entropy_the_family_trains(family, tmp_pa
     assert not torch.allclose(got, unsmoothed)  # the smoothing changes the value the Trainer steps on
 
 
-def test_ce_smoothing_without_a_head_fails_before_any_run_and_names_the_fix():
+@pytest.mark.parametrize("param,value,out_of_range,default", [
+    ("ce_smoothing", "0.1", "0.9", 0.0),
+    ("metric_weight_end", "0.5", "1.5", 1.0),
+])
+def test_head_only_parameters_without_a_head_fail_before_any_run_and_name_the_fix(param, value, out_of_range,
+                                                                                    default):
     cls = FAMILIES.get("tml")
-    with pytest.raises(ValueError, match=r"ce_smoothing=0\.1 .*ce_weight=0.*-P ce_weight=1"):
-        cls(resolve_config("tml", {"ce_smoothing": "0.1", "ce_weight": "0"}, cls.param_names()))
-    with pytest.raises(ValueError, match="ce_smoothing"):  # out of range
-        cls(resolve_config("tml", {"ce_smoothing": "0.9"}, cls.param_names()))
-    # the paper preset has no head, so its default (no smoothing) is accepted
-    assert cls(resolve_config("tml", {"preset": "paper"}, cls.param_names())).params["ce_smoothing"] == 0.0
+    with pytest.raises(ValueError, match=rf"{param}={value} .*ce_weight=0.*-P ce_weight=1"):
+        cls(resolve_config("tml", {param: value, "ce_weight": "0"}, cls.param_names()))
+    with pytest.raises(ValueError, match=param):
+        cls(resolve_config("tml", {param: out_of_range}, cls.param_names()))
+    # the paper preset has no head, so the default (which needs none) is accepted
+    assert cls(resolve_config("tml", {"preset": "paper"}, cls.param_names())).params[param] == default
 
 
 # --- metric_weight_end: the metric terms hand training over to the head ---------------------------
-
-def test_metric_weight_scales_the_metric_terms_and_not_the_head():
-    emb, y = batch()
-    inner = create_loss("triplet")
-    head = WithClassifierHead(inner, n_classes=3, embedding_dim=8, weight=0.7)
-    torch.nn.init.normal_(head.fc.weight, std=0.5, generator=torch.Generator().manual_seed(1))
-    full = head(emb, y)
-    metric, ce = float(head.terms["metric"]), float(head.terms["ce"])
-    assert float(full) == pytest.approx(metric + 0.7 * ce, rel=1e-5) and metric > 0  # else the weight would not show
-    head.metric_weight = 0.25
-    assert float(head(emb, y)) == pytest.approx(0.25 * metric + 0.7 * ce, rel=1e-5)
-    assert float(head.terms["metric"]) == pytest.approx(metric, rel=1e-5)  # logged unweighted
-    assert float(head.terms["ce"]) == pytest.approx(ce, rel=1e-5)
-
 
 def _linear_trainer(tmp_path, epochs, callbacks, resume=False, budget=None):
     from torch.utils.data import DataLoader, TensorDataset
@@ -374,12 +370,3 @@ def test_metric_weight_end_adds_the_schedule_to_what_the_family_trains_with(fami
     schedules = [c for c in fam.training_callbacks(None) if isinstance(c, MetricWeightSchedule)]
     assert len(schedules) == 1 and schedules[0].end == 0.3
     assert len(fam.training_callbacks(None)) == len(fam.callbacks(None)) + 1  # the family's own are kept
-
-
-def test_metric_weight_end_without_a_head_fails_before_any_run_and_names_the_fix():
-    cls = FAMILIES.get("tml")
-    with pytest.raises(ValueError, match=r"metric_weight_end=0\.5 .*ce_weight=0.*-P ce_weight=1"):
-        cls(resolve_config("tml", {"metric_weight_end": "0.5", "ce_weight": "0"}, cls.param_names()))
-    with pytest.raises(ValueError, match="metric_weight_end"):  # out of range
-        cls(resolve_config("tml", {"metric_weight_end": "1.5"}, cls.param_names()))
-    assert cls(resolve_config("tml", {"preset": "paper"}, cls.param_names())).params["metric_weight_end"] == 1.0
