@@ -403,6 +403,25 @@ def test_metric_weight_end_lowers_the_metric_loss_in_a_real_run(tiny_home):
     assert capture.weights == pytest.approx([1.0, 0.6])
 
 
+def test_budget_last_epoch_reaches_the_trainers_budget_in_a_real_run(tiny_home):
+    """budget and budget_last_epoch reach the Trainer through fit_fold as one TimeBudget (what the
+    shortened last epoch reads; tests/test_speed_budget.py drives that rule with a fake clock)."""
+    from tiny_data import TINY
+
+    from zoo.families.runner import run_training
+    from zoo.train import Callback
+
+    class Capture(Callback):
+        def on_fit_end(self, trainer, result):
+            self.budget = (trainer.budget.seconds, trainer.budget.last_epoch_min)
+
+    capture = Capture()
+    run_training("tml", {**TINY, **FAMILIES.get("tml").contract_params, "epochs": "1", "patience": "1",
+                         "budget": "5", "budget_last_epoch": "0.3", "register": "false"},
+                 progress=False, callbacks=[capture])
+    assert capture.budget == (300.0, 0.3)
+
+
 def test_sampler_parameter_rejects_unknown_values():
     cls = FAMILIES.get("tml")
     with pytest.raises(ValueError, match="m_per_class"):

@@ -38,6 +38,18 @@ def test_bad_values_name_the_parameter(key, value, needle):
     assert key in str(err.value) and needle in str(err.value)
 
 
+def test_budget_last_epoch_is_a_share_of_an_epoch_and_needs_a_budget():
+    assert resolve_config("tml", {}).budget_last_epoch is None  # both presets: stop before the epoch
+    assert resolve_config("tml", {"preset": "paper"}).budget_last_epoch is None
+    cfg = resolve_config("tml", {"budget": "12", "budget_last_epoch": "0.2"})
+    assert (cfg.budget, cfg.budget_last_epoch) == (12.0, 0.2)
+    assert resolve_config("tml", {"budget": "12", "budget_last_epoch": "none"}).budget_last_epoch is None
+    with pytest.raises(ValueError, match=r"'budget_last_epoch' must lie in \[0.0, 1.0\], got 1.5"):
+        resolve_config("tml", {"budget": "12", "budget_last_epoch": "1.5"})
+    with pytest.raises(ValueError, match=r"'budget_last_epoch' \(0.2\).*no budget is set.*-P budget=12"):
+        resolve_config("tml", {"budget_last_epoch": "0.2"})
+
+
 def test_unknown_parameter_is_rejected_with_the_known_list():
     with pytest.raises(ValueError, match="unknown parameter.*'epoch'.*known parameters: .*epochs"):
         resolve_config("tml", {"epoch": "3"})

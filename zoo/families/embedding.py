@@ -194,6 +194,7 @@ class EmbeddingFamily(Family):
         from zoo.models import create_encoder
         from zoo.models.embedding_svm import EmbeddingSVMModel
         from zoo.train import Trainer, seed_everything
+        from zoo.train.budget import TimeBudget
 
         cfg, p = self.cfg, self.params
         classes = list(ctx.classes)
@@ -214,7 +215,8 @@ class EmbeddingFamily(Family):
             checkpoint_dir=ctx.checkpoint_dir, resume=cfg.resume, svm_every=p["svm_every"],
             # The batched, tensor-normalised eval path over the same decoded cache (zoo.data.datasets).
             train_eval_loader=eval_loader(loaders["train"]), classes=classes, severity=ctx.severity,
-            precision=cfg.precision, budget=cfg.budget, val_every=cfg.val_every,
+            precision=cfg.precision, val_every=cfg.val_every,
+            budget=None if cfg.budget is None else TimeBudget(cfg.budget, last_epoch_min=cfg.budget_last_epoch),
             svm_train_max=PRESETS[cfg.preset].get("svm_train_max"),
             ontology=ctx.ontology, seed=cfg.seed, progress=ctx.progress, monitor=f"val_{self.primary_metric}",
             mode="max" if self.direction == "maximize" else "min",

@@ -36,11 +36,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(backbone="resnet18", img_size=64, epochs=30, patience=8, batch_size=64,
                 lr=1e-3, svm_every=5, embedding_dim=256, ce_weight=1.0, ce_on="features", svm_max_search=1500,
                 sampler="m_per_class", svm_input="embedding", precision="auto", budget=None, val_every="adaptive",
-                svm_train_max=1500),
+                svm_train_max=1500, budget_last_epoch=None),
     "paper": dict(backbone="densenet121", img_size=224, epochs=1000, patience=50, batch_size=32,
                   lr=1e-4, svm_every=5, embedding_dim=256, ce_weight=0.0, ce_on="embedding", svm_max_search=None,
                   sampler="m_per_class", svm_input="embedding", precision="auto", budget=None, val_every=1,
-                  svm_train_max=None),
+                  svm_train_max=None, budget_last_epoch=None),
 }
 
 # How an example value is written in error messages: "mlflow" (-P name=value, the MLproject),
@@ -331,6 +331,9 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("budget", float, AUTO, "training wall-clock minutes: stops before an epoch that would not fit, the "
                                  "cosine schedule spans it (none = epochs only)", low=0.0, open_low=True,
           allow_none=True),
+    Param("budget_last_epoch", float, AUTO, "with a budget: when at least this share of an epoch still fits, train "
+          "it as a shortened last epoch so the budget is spent and the cosine reaches its end (none = stop before "
+          "an epoch that would not fit)", low=0.0, high=1.0, allow_none=True),
     Param("val_every", str, AUTO, "validate (SVM stage) every N epochs and at the last; adaptive: with a budget, "
                                   "as often as keeps validation ~10 % of the training time (cpu preset)",
           parser=parse_val_every),
@@ -368,6 +371,7 @@ class TrainConfig:
     num_workers: int | str = "auto"
     precision: str = "auto"
     budget: float | None = None
+    budget_last_epoch: float | None = None
     val_every: int | str = 1
     cv_run: str | None = None
     nproc: int = 1
@@ -407,6 +411,12 @@ def resolve_config(family: str, raw: Mapping[str, Any], family_param_names: Iter
         if p.name == "pretrained" and isinstance(parsed, str) and parsed.lower() == "false":
             parsed = None
         setattr(cfg, p.name, parsed)
+    if cfg.budget_last_epoch is not None and cfg.budget is None:
+        # Refused rather than ignored: without a budget there is no last epoch to shorten, and a
+        # user who set it expects the time box it belongs to.
+        raise ValueError(f"parameter 'budget_last_epoch' ({cfg.budget_last_epoch:g}) shortens the last epoch of a "
+                         f"wall-clock budget, and no budget is set: give one (e.g. {example('budget', 12)}) or "
+                         f"drop budget_last_epoch")
     cfg.family_params = {k: raw.pop(k) for k in list(raw) if k in family_param_names}
     if raw:
         known = sorted(set(COMMON_NAMES) | set(family_param_names))
