@@ -7,9 +7,11 @@ The :class:`~zoo.train.Trainer` asks the budget two things:
   that would overrun, validates *this* epoch and stops: the run ends on a validated epoch, inside
   the budget, and says so (``stopped_on_budget``). With ``last_epoch_min`` set, the steps of the
   next epoch that still fit before its validation (:meth:`last_epoch_steps`) train as a shortened
-  last epoch instead, as a plain loop that trains until its minutes end does. It is off by
-  default: stopping before the epoch leaves up to an epoch of the budget unused (18-66 s of PBC's
-  720), but filling it tied on PBC's validation folds (see the README's eighth 6-fold run).
+  last epoch instead, as a plain loop that trains until its minutes end does (the common
+  parameter ``budget_last_epoch``). It is off by default: stopping before the epoch leaves up to
+  an epoch of the budget unused (18-66 s of PBC's 720 in bf16; up to ~30 % of it in fp32, where
+  the 720 s hold 2-3 epochs), but filling it tied on PBC's validation folds in both (the
+  README's eighth and twelfth 6-fold runs).
 * **When to validate?** With ``val_every=adaptive``, :meth:`validation_due`: once early (it
   measures what a validation costs, which the stop rule needs, and catches a broken run), then
   not before ``select_from`` of the budget is spent, spaced by :meth:`validation_interval` so
