@@ -50,6 +50,23 @@ def test_budget_last_epoch_is_a_share_of_an_epoch_and_needs_a_budget():
         resolve_config("tml", {"budget_last_epoch": "0.2"})
 
 
+@pytest.mark.parametrize("family", ["classifier", "autoencoder", "reference"])
+def test_a_family_that_trains_without_a_budget_refuses_one(family):
+    """Only the embedding families hand `budget` to their Trainer; the others must not look
+    time-boxed and run unbounded."""
+    from zoo.families import FAMILIES
+
+    cls = FAMILIES.get(family)
+    assert not cls.takes_budget
+    with pytest.raises(ValueError, match=rf"family '{family}' does not train under a wall-clock budget.*-P budget=5"):
+        cls(resolve_config(family, {"budget": "5"}, cls.param_names()))
+    cls(resolve_config(family, {}, cls.param_names()))  # no budget: fine
+    for name in ("tml", "guided", "smr"):
+        emb = FAMILIES.get(name)
+        assert emb.takes_budget
+        emb(resolve_config(name, {"budget": "5"}, emb.param_names()))
+
+
 def test_unknown_parameter_is_rejected_with_the_known_list():
     with pytest.raises(ValueError, match="unknown parameter.*'epoch'.*known parameters: .*epochs"):
         resolve_config("tml", {"epoch": "3"})

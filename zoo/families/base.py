@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import pandas as pd
 
-from zoo.families.params import COMMON_NAMES, Param, TrainConfig, check_unique, parse_params
+from zoo.families.params import COMMON_NAMES, Param, TrainConfig, check_unique, example, parse_params
 
 if TYPE_CHECKING:  # pragma: no cover
     from zoo.models.zoo_model import ZooModel
@@ -88,6 +88,10 @@ class Family(abc.ABC):
     direction: ClassVar[str] = "maximize"
     has_classes: ClassVar[bool] = True
     contract_params: ClassVar[dict[str, str]] = {}
+    # Whether fit_fold hands the common `budget` (and `budget_last_epoch`) to its Trainer. A family
+    # that does not is refused a budget up front: a run that ignored it would look time-boxed and
+    # not be.
+    takes_budget: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
@@ -104,6 +108,10 @@ class Family(abc.ABC):
 
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
+        if cfg.budget is not None and not self.takes_budget:
+            raise ValueError(f"family {self.name!r} does not train under a wall-clock budget yet (budget={cfg.budget:g}); "
+                             f"the embedding families (tml, guided, smr) do. Drop {example('budget', cfg.budget)} "
+                             f"and bound the run with epochs and patience")
         # parses the family's own parameters: a bad value fails before any run exists
         self.params: dict[str, Any] = parse_params(self.declarations(), dict(cfg.family_params), cfg.preset)
 

@@ -121,6 +121,7 @@ class EmbeddingFamily(Family):
     direction: ClassVar[str] = "maximize"
     has_classes: ClassVar[bool] = True
     contract_params: ClassVar[dict[str, str]] = {"svm_every": "1", "embedding_dim": "16"}
+    takes_budget: ClassVar[bool] = True  # fit_fold passes budget and budget_last_epoch to the Trainer
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
