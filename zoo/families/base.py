@@ -109,8 +109,11 @@ class Family(abc.ABC):
     def __init__(self, cfg: TrainConfig):
         self.cfg = cfg
         if cfg.budget is not None and not self.takes_budget:
+            from zoo.families import FAMILIES  # the registry imports this module
+
+            timed = ", ".join(n for n in FAMILIES.names() if FAMILIES.get(n).takes_budget)
             raise ValueError(f"family {self.name!r} does not train under a wall-clock budget yet (budget={cfg.budget:g}); "
-                             f"the embedding families (tml, guided, smr) do. Drop {example('budget', cfg.budget)} "
+                             f"these families do: {timed}. Drop {example('budget', f'{cfg.budget:g}')} "
                              f"and bound the run with epochs and patience")
         # parses the family's own parameters: a bad value fails before any run exists
         self.params: dict[str, Any] = parse_params(self.declarations(), dict(cfg.family_params), cfg.preset)
