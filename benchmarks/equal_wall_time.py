@@ -61,9 +61,11 @@ def parse_folds(text: str) -> list[int]:
     return [int(t) for t in text.split(",") if t]
 
 
-def side_command(side: dict, dataset: str, fold: int, minutes: float, seed: int, img_size: int) -> list[str]:
+def side_command(side: dict, dataset: str, fold: int, minutes: float, seed: int, img_size: int,
+                 precision: str = "auto") -> list[str]:
     cmd = [sys.executable, str(HERE / "plain_loop.py"), "--dataset", dataset, "--fold", str(fold),
-           "--minutes", f"{minutes:g}", "--threads", "1", "--seed", str(seed), "--img-size", str(img_size)]
+           "--minutes", f"{minutes:g}", "--threads", "1", "--seed", str(seed), "--img-size", str(img_size),
+           "--precision", precision]
     if side["family"] is None:
         return cmd + ["--families", ""] + (["--fused"] if side["params"] == "fused" else [])
     return cmd + ["--no-plain", "--families", side["family"]] + (["--zoo-params", side["params"]]
@@ -91,7 +93,7 @@ def run_fold(sides: list[dict], args, fold: int, out: Path) -> list[dict]:
         log = open(out / f"{side['label'].replace(':', '_').replace('=', '-').replace(',', '_')}_{fold}.log", "w")
         env = {**os.environ, "MLFLOW_TRACKING_URI": store_uri(out, side)}
         procs.append((side, subprocess.Popen(side_command(side, args.dataset, fold, args.minutes, args.seed,
-                                                          args.img_size), stdout=subprocess.PIPE,
+                                                          args.img_size, args.precision), stdout=subprocess.PIPE,
                                              stderr=log, text=True, env=env), log))
     rows = []
     for side, proc, log in procs:
@@ -168,6 +170,8 @@ def main(argv=None) -> int:
                     help="plain | plain:fused | FAMILY[:k=v,k=v]; the first zoo side is the reference")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--img-size", type=int, default=64)
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16"),
+                    help="of every side (fp32 on a bf16 CPU reproduces the regime of a CPU without bf16)")
     ap.add_argument("--out", type=Path, required=True, help="directory for stores, logs, rows.jsonl, report.md")
     args = ap.parse_args(argv)
     sides = [parse_side(s) for s in args.sides]
@@ -194,7 +198,8 @@ def main(argv=None) -> int:
         print(f"fold {fold}: done in {time.perf_counter() - start:.0f} s: " +
               ", ".join(f"{r['side']} {r['test_macro_f1']:.4f}" for r in new), flush=True)
     text = report(rows, labels,
-                  f"Equal wall time on {args.dataset}: {args.minutes:g} minutes of training per side")
+                  f"Equal wall time on {args.dataset}: {args.minutes:g} minutes of training per side"
+                  + ("" if args.precision == "auto" else f", precision {args.precision}"))
     (args.out / "report.md").write_text(text)
     print(text)
     return 0

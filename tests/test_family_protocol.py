@@ -404,8 +404,9 @@ def test_metric_weight_end_lowers_the_metric_loss_in_a_real_run(tiny_home):
 
 
 def test_budget_last_epoch_reaches_the_trainers_budget_in_a_real_run(tiny_home):
-    """budget and budget_last_epoch reach the Trainer through fit_fold as one TimeBudget (what the
-    shortened last epoch reads; tests/test_speed_budget.py drives that rule with a fake clock)."""
+    """budget, budget_last_epoch and budget_schedule reach the Trainer through fit_fold as one
+    TimeBudget (what the shortened last epoch and the planned cosine read; tests/test_speed_budget.py
+    drives those rules with a fake clock)."""
     from tiny_data import TINY
 
     from zoo.families.runner import run_training
@@ -413,13 +414,14 @@ def test_budget_last_epoch_reaches_the_trainers_budget_in_a_real_run(tiny_home):
 
     class Capture(Callback):
         def on_fit_end(self, trainer, result):
-            self.budget = (trainer.budget.seconds, trainer.budget.last_epoch_min)
+            self.budget = (trainer.budget.seconds, trainer.budget.last_epoch_min, trainer.budget.schedule)
 
     capture = Capture()
     run_training("tml", {**TINY, **FAMILIES.get("tml").contract_params, "epochs": "1", "patience": "1",
-                         "budget": "5", "budget_last_epoch": "0.3", "register": "false"},
+                         "budget": "5", "budget_last_epoch": "0.3", "budget_schedule": "epochs",
+                         "register": "false"},
                  progress=False, callbacks=[capture])
-    assert capture.budget == (300.0, 0.3)
+    assert capture.budget == (300.0, 0.3, "epochs")
 
 
 def test_sampler_parameter_rejects_unknown_values():

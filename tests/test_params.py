@@ -50,6 +50,17 @@ def test_budget_last_epoch_is_a_share_of_an_epoch_and_needs_a_budget():
         resolve_config("tml", {"budget_last_epoch": "0.2"})
 
 
+def test_budget_schedule_is_minutes_or_epochs_and_needs_a_budget():
+    assert resolve_config("tml", {}).budget_schedule == "minutes"  # both presets: the budget's minutes
+    assert resolve_config("tml", {"preset": "paper"}).budget_schedule == "minutes"
+    assert resolve_config("tml", {"budget": "12", "budget_schedule": "epochs"}).budget_schedule == "epochs"
+    with pytest.raises(ValueError, match=r"'budget_schedule' must be one of minutes, epochs; got 'steps'"):
+        resolve_config("tml", {"budget": "12", "budget_schedule": "steps"})
+    with pytest.raises(ValueError, match=r"'budget_schedule' \(epochs\).*no budget is set.*-P budget=12"):
+        resolve_config("tml", {"budget_schedule": "epochs"})
+    resolve_config("tml", {"budget_schedule": "minutes"})  # what no budget does anyway: fine
+
+
 @pytest.mark.parametrize("family", ["classifier", "autoencoder", "reference"])
 def test_a_family_that_trains_without_a_budget_refuses_one(family):
     """Only the embedding families hand `budget` to their Trainer; the others must not look

@@ -377,3 +377,130 @@ def test_a_run_killed_in_its_shortened_last_epoch_resumes_it_shortened(tmp_path)
         first.fit()
     resumed = run(True).fit()
     assert resumed.epochs_run == 3 and resumed.history[-1]["epoch_fraction"] == pytest.approx(2 / 3)
+
+
+class LRs(Callback):
+    """The learning rate of every optimiser step."""
+
+    def __init__(self):
+        self.lrs = []
+
+    def on_batch_end(self, trainer, epoch, batch, loss):
+        self.lrs.append(trainer.current_lr)
+
+
+class Slowing(Tick):
+    """10 s batches from epoch ``fast_from`` on, 10 x ``factor`` s before it."""
+
+    def __init__(self, clock, factor, fast_from):
+        super().__init__(clock, 10.0)
+        self.factor, self.fast_from = factor, fast_from
+
+    def on_batch_end(self, trainer, epoch, batch, loss):
+        self.clock.now += 10.0 * (self.factor if epoch < self.fast_from else 1.0)
+
+
+def test_planned_end_replays_the_stop_rule():
+    clock = Clock()
+    b = TimeBudget(65 / 60, clock=clock)
+    b.start()
+    clock.now = 30.0
+    b.record(30.0, 0.0)
+    assert b.planned_end(1, 3, validate_now=True) == 2.0  # 35 s left: one more 30 s epoch
+    clock = Clock()
+    b = TimeBudget(100 / 60, clock=clock, last_epoch_min=0.2)
+    b.start()
+    clock.now = 30.0
+    b.record(25.0, 5.0)  # 25 s of training, 5 s of validation (val_every=1)
+    # 70 s: pay 5, then epoch 2 (25, validated: 5) leaves 35 >= 30: epoch 3 (25) leaves 10, and its
+    # validation (5) with a shortened epoch's own (5) leaves 0 steps: epoch 3 is the end.
+    assert b.planned_end(1, 5, validate_now=True) == 3.0
+    # with validations every 2 epochs, epoch 2's is skipped: 5 s more, 1 step of 5 s each after epoch 3
+    assert b.planned_end(1, 5, validate_now=True, val_every=2) == pytest.approx(3.2)
+    assert TimeBudget(1.0, clock=clock).planned_end(4, 3, validate_now=False) == 4.0  # nothing measured
+    with pytest.raises(ValueError, match="schedule"):
+        TimeBudget(1.0, schedule="steps")
+
+
+def test_the_epochs_schedule_ends_the_cosine_with_the_last_epoch_that_fits():
+    """65 s, 30 s epochs: two fit. By the minutes the last step trains at 0.13 of the starting rate (the
+    decay spans 65 s, and 50 s have passed); planned, the decay spans the two epochs: each step of
+    epoch 2 trains at the cosine of the share of the six steps done before it (as CosineAnnealingLR
+    per step), the last at 0.07."""
+    clock, lrs = Clock(), LRs()
+    t = trainer(budget=TimeBudget(65 / 60, clock=clock, schedule="epochs"), callbacks=[Tick(clock, 10.0), lrs])
+    result = t.fit()
+    assert result.epochs_run == 2 and result.stopped_on_budget
+    assert result.history[0]["planned_epochs"] == 2.0
+    # epoch 1 has no plan yet: the minutes' cosine (time moves at batch ends)
+    assert lrs.lrs[:3] == pytest.approx([1e-3 * cosine_factor(p) for p in (0, 10 / 65, 20 / 65)], rel=1e-6)
+    assert lrs.lrs[3:] == pytest.approx([1e-3 * cosine_factor(s / 6) for s in (3, 4, 5)], rel=1e-6)
+
+    clock, minutes = Clock(), LRs()
+    trainer(budget=TimeBudget(65 / 60, clock=clock), callbacks=[Tick(clock, 10.0), minutes]).fit()
+    assert minutes.lrs[-1] == pytest.approx(1e-3 * cosine_factor(50 / 65), rel=1e-6)
+    assert lrs.lrs[-1] < 0.6 * minutes.lrs[-1]
+
+
+def test_the_epochs_schedule_replays_adaptive_validation_and_the_shortened_last_epoch():
+    """The 10-minute adaptive run above (validated at 1, 15, 18, stopped after 18): after epoch 1
+    the plan already says 18, and with last_epoch_min 18 and a third (epoch 19's one step)."""
+    for last_min, end in ((None, 18.0), (0.2, 18 + 1 / 3)):
+        clock, lrs = Clock(), LRs()
+        t = trainer(epochs=1000, budget=TimeBudget(10, clock=clock, last_epoch_min=last_min, schedule="epochs"),
+                    callbacks=[Tick(clock, 10.0), lrs], val_every="adaptive")
+        costly_validation(t, clock)
+        result = t.fit()
+        assert [r["planned_epochs"] for r in result.history] == pytest.approx([end] * len(result.history))
+        assert result.epochs_run == int(end) + (last_min is not None)
+        assert lrs.lrs[-1] == pytest.approx(1e-3 * cosine_factor((len(lrs.lrs) - 1) / (3 * end)), rel=1e-6)
+        assert lrs.lrs[-1] < 1e-3 * 0.01 and clock.now <= 600.0
+
+
+def test_the_planned_last_epoch_ends_the_run_even_when_the_machine_speeds_up():
+    """Epoch 1 costs 60 s of a 160 s budget: the plan is 2 epochs (a third would end at 180 s). Epoch 2
+    runs at 30 s; by the minutes a third now fits (70 s left) and trains; planned, the cosine has
+    ended with epoch 2 and the run stops."""
+    clock = Clock()
+    result = trainer(budget=TimeBudget(160 / 60, clock=clock, schedule="epochs"),
+                     callbacks=[Slowing(clock, 2.0, fast_from=2)]).fit()
+    assert result.epochs_run == 2 and result.stopped_on_budget and clock.now == pytest.approx(90.0)
+    clock = Clock()
+    minutes = trainer(budget=TimeBudget(160 / 60, clock=clock), callbacks=[Slowing(clock, 2.0, fast_from=2)]).fit()
+    assert minutes.epochs_run == 3
+
+
+def test_a_growing_plan_never_raises_the_learning_rate():
+    """Epoch 1 at 60 s in 250 s plans 4 epochs (60 s each, the slowest recent). Later epochs at 30 s
+    let the plan grow (to 5, then 7): the cosine must not climb back, so every step's rate is at
+    most the one before."""
+    clock, lrs = Clock(), LRs()
+    result = trainer(budget=TimeBudget(250 / 60, clock=clock, schedule="epochs"),
+                     callbacks=[Slowing(clock, 2.0, fast_from=2), lrs]).fit()
+    plans = [r["planned_epochs"] for r in result.history if "planned_epochs" in r]
+    assert plans[0] == 4.0 and max(plans) > plans[0]
+    assert all(b <= a * (1 + 1e-9) for a, b in zip(lrs.lrs, lrs.lrs[1:]))
+    assert clock.now <= 250.0 and result.epochs_run == int(plans[-1])
+
+
+def test_a_resumed_run_keeps_its_plan(tmp_path):
+    clock = Clock()
+
+    def run(resume):
+        return trainer(budget=TimeBudget(160 / 60, clock=clock, schedule="epochs"),
+                       callbacks=[Slowing(clock, 2.0, fast_from=2)], checkpoint_dir=tmp_path, resume=resume)
+
+    first = run(False)
+    train_epoch = first._train_epoch
+
+    def killed(epoch, max_steps=None):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return train_epoch(epoch, max_steps=max_steps)
+
+    first._train_epoch = killed
+    with pytest.raises(KeyboardInterrupt):
+        first.fit()
+    resumed = run(True)
+    result = resumed.fit()
+    assert resumed._plan_end == 2.0 and result.epochs_run == 2 and result.stopped_on_budget

@@ -36,11 +36,11 @@ PRESETS: dict[str, dict[str, Any]] = {
     "cpu": dict(backbone="resnet18", img_size=64, epochs=30, patience=8, batch_size=64,
                 lr=1e-3, svm_every=5, embedding_dim=256, ce_weight=1.0, ce_on="features", svm_max_search=1500,
                 sampler="m_per_class", svm_input="embedding", precision="auto", budget=None, val_every="adaptive",
-                svm_train_max=1500, budget_last_epoch=None),
+                svm_train_max=1500, budget_last_epoch=None, budget_schedule="minutes"),
     "paper": dict(backbone="densenet121", img_size=224, epochs=1000, patience=50, batch_size=32,
                   lr=1e-4, svm_every=5, embedding_dim=256, ce_weight=0.0, ce_on="embedding", svm_max_search=None,
                   sampler="m_per_class", svm_input="embedding", precision="auto", budget=None, val_every=1,
-                  svm_train_max=None, budget_last_epoch=None),
+                  svm_train_max=None, budget_last_epoch=None, budget_schedule="minutes"),
 }
 
 # How an example value is written in error messages: "mlflow" (-P name=value, the MLproject),
@@ -334,6 +334,9 @@ COMMON_PARAMS: tuple[Param, ...] = (
     Param("budget_last_epoch", float, AUTO, "with a budget: when at least this share of an epoch still fits, train "
           "it as a shortened last epoch so the budget is spent and the cosine reaches its end (none = stop before "
           "an epoch that would not fit)", low=0.0, high=1.0, allow_none=True),
+    Param("budget_schedule", str, AUTO, "with a budget: what the cosine learning-rate decay spans, minutes (the "
+          "budget's time) or epochs (the whole epochs predicted to fit, so it ends at 0 with the last one)",
+          choices=("minutes", "epochs")),
     Param("val_every", str, AUTO, "validate (SVM stage) every N epochs and at the last; adaptive: with a budget, "
                                   "as often as keeps validation ~10 % of the training time (cpu preset)",
           parser=parse_val_every),
@@ -372,6 +375,7 @@ class TrainConfig:
     precision: str = "auto"
     budget: float | None = None
     budget_last_epoch: float | None = None
+    budget_schedule: str = "minutes"
     val_every: int | str = 1
     cv_run: str | None = None
     nproc: int = 1
@@ -417,6 +421,10 @@ def resolve_config(family: str, raw: Mapping[str, Any], family_param_names: Iter
         raise ValueError(f"parameter 'budget_last_epoch' ({cfg.budget_last_epoch:g}) shortens the last epoch of a "
                          f"wall-clock budget, and no budget is set: give one (e.g. {example('budget', 12)}) or "
                          f"drop budget_last_epoch")
+    if cfg.budget_schedule != "minutes" and cfg.budget is None:
+        raise ValueError(f"parameter 'budget_schedule' ({cfg.budget_schedule}) shapes the learning rate under a "
+                         f"wall-clock budget, and no budget is set: give one (e.g. {example('budget', 12)}) or "
+                         f"drop budget_schedule (without a budget the cosine spans the epochs)")
     cfg.family_params = {k: raw.pop(k) for k in list(raw) if k in family_param_names}
     if raw:
         known = sorted(set(COMMON_NAMES) | set(family_param_names))

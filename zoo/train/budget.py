@@ -23,6 +23,12 @@ The :class:`~zoo.train.Trainer` asks the budget two things:
 * **How far along are we?** :meth:`TimeBudget.progress` is the fraction of the budget spent (or
   of the epochs, whichever is further), which drives a cosine learning-rate decay that reaches
   ~0 when the budget does, instead of spanning an epoch count the budget would cut short.
+  With ``schedule="epochs"`` (the common parameter ``budget_schedule``) the decay spans instead
+  the epochs the budget will train: after each epoch :meth:`planned_end` predicts, with the stop
+  rule and the costs measured so far, the epoch the run will end with, and the cosine reaches 0
+  at its end. Under ``"minutes"`` the run stops when the next epoch would not fit, wherever the
+  cosine is then: harmless when the budget holds 15 epochs (it ends at ~0.01 of the base rate),
+  but where it holds 2-3 (fp32 on a slow CPU) the last epoch ran from 0.7 to ~0.3 of it.
 
 Time spent before a resume is carried in the checkpoint (``state_dict``), so a resumed run gets
 what is left, not a fresh budget.
@@ -34,6 +40,10 @@ import math
 import time
 
 
+# What a budgeted cosine decay spans: the budget's minutes, or the whole epochs predicted to fit.
+SCHEDULES = ("minutes", "epochs")
+
+
 class TimeBudget:
     """``minutes`` of wall time for the training loop (data decoding before it is not counted).
 
@@ -41,10 +51,11 @@ class TimeBudget:
     ``select_from``: share of the budget after which adaptive validations resume (see
     :meth:`validation_due`). ``last_epoch_min``: train a shortened last epoch when at least this
     share of an epoch's steps fits (e.g. 0.2; see :meth:`last_epoch_steps`); None (the default)
-    stops before an epoch that would not fit."""
+    stops before an epoch that would not fit. ``schedule``: what the Trainer's cosine decay spans,
+    ``"minutes"`` (the budget's time) or ``"epochs"`` (the epochs :meth:`planned_end` predicts)."""
 
     def __init__(self, minutes: float, clock=time.perf_counter, select_from: float = 0.75,
-                 last_epoch_min: float | None = None) -> None:
+                 last_epoch_min: float | None = None, schedule: str = "minutes") -> None:
         minutes = float(minutes)
         if not minutes > 0 or not math.isfinite(minutes):
             raise ValueError(f"budget must be a positive number of minutes, got {minutes}")
@@ -53,6 +64,9 @@ class TimeBudget:
         if last_epoch_min is not None and not 0.0 <= float(last_epoch_min) <= 1.0:
             raise ValueError(f"last_epoch_min must be a share of an epoch in [0, 1] or None (off), "
                              f"got {last_epoch_min}")
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+        self.schedule = schedule
         self.seconds = minutes * 60.0
         self.last_epoch_min = None if last_epoch_min is None else float(last_epoch_min)
         self.select_from = float(select_from)
@@ -104,6 +118,52 @@ class TimeBudget:
         per_step = max(recent) / steps_per_epoch
         steps = min(int(steps_per_epoch), int(box // per_step)) if per_step > 0 else 0
         return steps if steps > 0 and steps >= self.last_epoch_min * steps_per_epoch else 0
+
+    def planned_end(self, epoch: int, steps_per_epoch: int | None, validate_now: bool, validates: bool = True,
+                    val_every: int | None = 1, next_val: int = 1) -> float:
+        """After training epoch ``epoch``, when another epoch fits: the epoch the run will end with
+        if the coming epochs cost what the recent ones did (:meth:`next_epoch_cost`), as the stop
+        rule will decide them, plus the share of a shortened last epoch (``last_epoch_min``).
+
+        The stop rule is replayed, not approximated: every epoch trains for the slowest recent
+        training time; its validation is paid when due, ``val_every`` epochs apart or, with
+        ``val_every=None`` (adaptive), as :meth:`validation_due` spaces them from ``next_val``;
+        ``validate_now``: this epoch's own validation is still to pay. Under-predicting would
+        anneal to 0 an epoch early and over-predicting leave the rate up at the stop, so the
+        Trainer predicts again after every epoch."""
+        recent = self.train_times[-3:]
+        if not recent:
+            return float(epoch)
+        t, v = max(recent), self.val_time
+        adaptive = val_every is None
+        interval = self.validation_interval()
+        remaining = self.remaining - (v if validate_now else 0.0)
+        if adaptive and validate_now:
+            next_val = epoch + interval
+        end, due, pending = epoch, False, 0.0
+        while remaining >= t + v:  # another_epoch_fits
+            remaining -= t
+            end += 1
+            if adaptive:
+                due = end >= next_val and (self.seconds - remaining) / self.seconds >= self.select_from
+            else:
+                due = end % int(val_every) == 0
+            pending = v if validates and due else 0.0
+            if remaining - pending < t + v:
+                break  # `end` is the last whole epoch
+            remaining -= pending
+            if adaptive and due:
+                next_val = end + interval
+        if self.last_epoch_min is None or not steps_per_epoch or end == epoch:
+            return float(end)
+        # The shortened last epoch, as last_epoch_steps would size it (in whole steps).
+        pay_now = validates and due and not adaptive
+        box = remaining - (pending if pay_now else 0.0) - (v if validates else 0.0)
+        per_step = t / steps_per_epoch
+        steps = min(int(steps_per_epoch), int(box // per_step)) if per_step > 0 and box > 0 else 0
+        if steps <= 0 or steps < self.last_epoch_min * steps_per_epoch:
+            return float(end)
+        return end + steps / steps_per_epoch
 
     def validation_interval(self, share: float = 0.1, most: int = 8) -> int:
         """Epochs between validations that keep validation to about ``share`` of the training time

@@ -317,6 +317,10 @@ class Trainer:
         self._late_search_done = False  # val_every=adaptive: gamma/C searched again in the selection phase
         self._search_seconds = 0.0  # the last SVM grid search's own time (see _validation_cost)
         self._last_steps: int | None = None  # budget: the shortened last epoch's steps (see _run_epoch)
+        # budget schedule "epochs": the epoch (a shortened last one as its share) the cosine ends
+        # with, predicted after every epoch; and the progress reached, which a new plan never lowers.
+        self._plan_end: float | None = None
+        self._progress_floor = 0.0
 
     # ------------------------------------------------------------------------------------------
     def _make_scheduler(self, scheduler: Any) -> Any:
@@ -595,7 +599,13 @@ class Trainer:
         # and the replicas, stepping the same averaged gradients, would drift apart.
         elapsed = distributed.broadcast_float(self.budget.progress(), self.dist) if self.dist.enabled \
             else self.budget.progress()
-        return min(1.0, max(elapsed, done))
+        if self._plan_end is None:
+            return min(1.0, max(elapsed, done))
+        # budget_schedule=epochs: the share of the planned epochs. A plan that grows (epochs ran faster
+        # than predicted) must not raise the learning rate again: the floor keeps the decay monotone.
+        planned = ((epoch - 1) + within) / self._plan_end
+        self._progress_floor = min(1.0, max(self._progress_floor, elapsed, done, planned))
+        return self._progress_floor
 
     def _budget_lr(self, epoch: int, step: int) -> None:
         """Cosine decay over the budget (or the epochs, whichever is further along)."""
@@ -738,6 +748,9 @@ class Trainer:
             fraction = self.history[-1].get("epoch_fraction") if self.history else None
             how = (f"its last epoch trained {fraction:.0%} of its steps, what fit" if fraction is not None
                    else "another epoch would not fit")
+            if self._plan_end is not None:
+                how += f"; the cosine spanned the {self._plan_end:g} epochs planned to fit (budget_schedule=epochs)"
+
             log.warning("stopped on budget: %.1f of %.1f minutes used after epoch %d (%s)",
                         self.budget.elapsed / 60, self.budget.seconds / 60, self.epoch, how)
         result = FitResult(
@@ -783,6 +796,10 @@ class Trainer:
                else epoch % self.val_every == 0)
         if shortened:  # the budget's shortened last epoch: validated, and the run ends
             last = self._stopped_on_budget = True
+        elif self._plan_end is not None and epoch >= self._plan_end - 1e-9 and not last:
+            # budget_schedule=epochs: the planned last epoch has trained and the cosine is at 0; an
+            # epoch more, if the machine sped up, would train at a rate of ~0.
+            last = self._stopped_on_budget = True
         elif self.budget is not None and not last:
             # Reserve this epoch's validation only when it will run: under adaptive validation most
             # epochs do not validate, and reserving one anyway ended budgeted runs ~half an epoch early.
@@ -799,10 +816,12 @@ class Trainer:
                     self._last_steps, due = steps, pay_now
                 else:
                     last = self._stopped_on_budget = True
+            if self._last_steps is not None and self.budget.schedule == "epochs" and self._steps_per_epoch:
+                self._plan_end = epoch + self._last_steps / self._steps_per_epoch
         if self.budget is not None:
             # DDP: rank 0's clock decides for all ranks
-            last, self._stopped_on_budget, self._last_steps, due = distributed.broadcast(
-                (last, self._stopped_on_budget, self._last_steps, due), self.dist)
+            last, self._stopped_on_budget, self._last_steps, due, self._plan_end = distributed.broadcast(
+                (last, self._stopped_on_budget, self._last_steps, due, self._plan_end), self.dist)
             if self._stopped_on_budget:
                 self.epoch_metrics["stopped_on_budget"] = 1.0
         validate = self.val_loader is not None and (last or due)
@@ -821,11 +840,19 @@ class Trainer:
         self.epoch_metrics["guide_seconds"] = guide_seconds + time.perf_counter() - guide
         if self.budget is not None:  # guide refreshes recur every epoch: count them with training
             self.budget.train_times[-1] += clock() - mark
+        if self.budget is not None and self.budget.schedule == "epochs" and not last and self._last_steps is None:
+            # Planned once this epoch's costs are all known (its validation and guide refresh paid):
+            # the epoch the run will end with, which the cosine ends with (zoo.train.budget).
+            self._plan_end = min(float(self.epochs), self.budget.planned_end(
+                epoch, self._steps_per_epoch, validate_now=False, validates=self.val_loader is not None,
+                val_every=None if self._adaptive_val else self.val_every, next_val=self._next_val))
+        if self._plan_end is not None:
+            self.epoch_metrics["planned_epochs"] = float(self._plan_end)
         self.epoch_metrics["epoch_seconds"] = time.perf_counter() - epoch_start
         self.epoch_metrics["validated"] = float(validate)
         if self.dist.enabled:  # rank 0's metrics and stop request: every rank decides alike
-            self.epoch_metrics, self.should_stop, self._next_val = distributed.broadcast(
-                (self.epoch_metrics, self.should_stop, self._next_val), self.dist)
+            self.epoch_metrics, self.should_stop, self._next_val, self._plan_end = distributed.broadcast(
+                (self.epoch_metrics, self.should_stop, self._next_val, self._plan_end), self.dist)
 
         improved = False
         if self.monitor not in self.epoch_metrics:
@@ -890,6 +917,8 @@ class Trainer:
             "search_seconds": self._search_seconds,
             "last_steps": self._last_steps,
             "steps_per_epoch": self._steps_per_epoch,
+            "plan_end": self._plan_end,
+            "progress_floor": self._progress_floor,
         }
 
     def _load_last(self) -> int:
@@ -918,6 +947,8 @@ class Trainer:
         self._search_seconds = float(state.get("search_seconds", 0.0))
         self._last_steps = state.get("last_steps")
         self._steps_per_epoch = state.get("steps_per_epoch")
+        self._plan_end = state.get("plan_end")
+        self._progress_floor = float(state.get("progress_floor", 0.0))
         if self.budget is not None and state.get("budget"):
             self.budget.load_state_dict(state["budget"])
         # A run that ended at its epoch limit continues when resumed with a larger `epochs`.
