@@ -495,3 +495,36 @@ def test_models_saved_before_svm_input_existed_read_the_embedding(model, tmp_pat
     assert again.represent == "embedding"
     images = np.zeros((2, 32, 32, 3), np.uint8)
     np.testing.assert_allclose(again.embed(images), model.embed(images), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("family", ["classifier", "autoencoder"])
+def test_a_family_with_a_trainer_takes_budget_precision_and_val_every(tiny_home, family):
+    """The classifier and the autoencoder hand the common budget, precision and val_every to their
+    Trainer, as the embedding families do: a 3-second budget stops a 1000-epoch run, validations
+    fall every 3 epochs and at the last, and bf16 is what trains on a CPU that has it (and is refused
+    with the message naming the fix on one that does not: never silently fp32)."""
+    from tiny_data import TINY
+
+    from zoo.families.runner import run_training
+    from zoo.train import Callback
+    from zoo.train.precision import cpu_supports_bf16
+
+    class Capture(Callback):
+        def on_fit_end(self, trainer, result):
+            self.budget, self.precision, self.result = trainer.budget.seconds, trainer.precision.name, result
+
+    capture = Capture()
+    raw = {**TINY, **FAMILIES.get(family).contract_params, "epochs": "1000", "patience": "1000", "budget": "0.05",
+           "val_every": "3", "precision": "bf16", "register": "false"}
+    if not cpu_supports_bf16():
+        with pytest.raises(ValueError, match="precision='bf16' needs a CPU with native bfloat16"):
+            run_training(family, raw, progress=False, callbacks=[capture])
+        raw["precision"] = "fp32"
+    run_training(family, raw, progress=False, callbacks=[capture])
+    result = capture.result
+    assert capture.budget == 3.0 and capture.precision == raw["precision"]
+    assert result.stopped_on_budget and result.epochs_run < 1000
+    validated = [int(r["epoch"]) for r in result.history if r["validated"]]
+    assert validated == [e for e in range(3, result.epochs_run + 1, 3)] + (
+        [result.epochs_run] if result.epochs_run % 3 else [])
+    assert all(("val_macro_f1" in r) == bool(r["validated"]) for r in result.history)

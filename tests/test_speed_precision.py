@@ -63,3 +63,26 @@ def test_bf16_training_gives_finite_results_and_float32_embeddings():
     assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_macro_f1"]) for r in result.history)
     emb, _ = trainer.embed(DataLoader(data, batch_size=24))
     assert emb.dtype.name == "float32"
+
+
+def test_the_probe_reads_a_loss_from_any_model_output():
+    """auto precision probes the family's own model: an autoencoder returns a dataclass of
+    reconstruction, mean and log-variance, not a tensor; every floating tensor in it counts."""
+    from dataclasses import dataclass
+
+    from zoo.train.precision import _probe_loss
+
+    @dataclass
+    class Out:
+        recon: torch.Tensor
+        mu: torch.Tensor
+        n: int
+
+    a, b = torch.full((2, 3), 2.0, requires_grad=True), torch.ones(2, 4, requires_grad=True)
+    loss = _probe_loss(Out(a, b, 3))
+    assert float(loss.detach()) == pytest.approx(4.0 + 1.0)
+    loss.backward()
+    assert a.grad is not None and b.grad is not None
+    assert float(_probe_loss((a, {"m": b}))) == pytest.approx(5.0)
+    with pytest.raises(TypeError, match="model output of type str"):
+        _probe_loss("logits")

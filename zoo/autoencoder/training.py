@@ -4,7 +4,7 @@
 objective = AutoencoderObjective(create_suppression("mask_sampled", 64), ReconstructionLoss(beta=1))
 trainer = AutoencoderTrainer(model, objective, loaders["train"], loaders["val"], epochs=10, patience=3,
                              svm=False, monitor="val_loss", mode="min",
-                             callbacks=[ValidationLoss(loaders["val"]), ProbeCallback()])
+                             validators=[ValidationLoss(loaders["val"]), ProbeCallback()])
 trainer.fit()
 ```
 
@@ -81,7 +81,22 @@ class AutoencoderObjective(nn.Module):
 
 class AutoencoderTrainer(Trainer):
     """:class:`zoo.train.Trainer` for autoencoders (pass ``svm=False`` and a monitor a callback
-    provides, e.g. ``val_loss`` from :class:`ValidationLoss`)."""
+    provides, e.g. ``val_loss`` from :class:`ValidationLoss`).
+
+    ``validators``: callbacks that score a validation (:class:`ValidationLoss`,
+    :class:`ProbeCallback`), run inside it rather than after every epoch: they follow ``val_every``
+    (an epoch that does not validate pays for neither), and a ``budget`` charges their time to
+    validation, which its stop rule and adaptive spacing plan with, not to training."""
+
+    def __init__(self, *args, validators: Iterable[Callback] = (), **kwargs):
+        self.validators = list(validators)
+        super().__init__(*args, **kwargs)
+
+    def _validate(self, epoch: int) -> dict[str, float]:
+        out = super()._validate(epoch)  # the training and validation representations
+        for validator in self.validators:
+            validator.on_epoch_end(self, epoch, out)
+        return out
 
     def compute_loss(self, batch: tuple) -> torch.Tensor:
         return self.loss_fn(self.net, to_unit(batch[0]))

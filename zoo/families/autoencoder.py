@@ -64,6 +64,7 @@ class AutoencoderFamily(Family):
     direction = "maximize"
     has_classes = False
     contract_params: ClassVar[dict[str, str]] = {"probe_hidden": "32"}
+    takes_budget: ClassVar[bool] = True  # fit_fold passes self.time_budget() to the Trainer
     params = (
         Param("method", str, "mask_sampled", "surrounding-cell suppression", choices=METHODS),
         Param("arch", str, "vae256", "VAE with a 256-d Gaussian latent, or the RAE-1024 baseline", choices=ARCHS),
@@ -158,12 +159,14 @@ class AutoencoderFamily(Family):
         trainer = AutoencoderTrainer(
             model, objective, loaders["train"], loaders["val"], epochs=cfg.epochs, patience=cfg.patience,
             lr=cfg.lr, device=cfg.device, svm=False, monitor="val_loss", mode="min",
-            callbacks=[ValidationLoss(loaders["val"], seed=cfg.seed), ProbeCallback(cfg.seed, p["probe_hidden"]),
-                       *ctx.callbacks],
+            validators=[ValidationLoss(loaders["val"], seed=cfg.seed), ProbeCallback(cfg.seed, p["probe_hidden"])],
+            callbacks=list(ctx.callbacks), precision=cfg.precision, val_every=cfg.val_every,
+            budget=self.time_budget(),
             checkpoint_dir=ctx.checkpoint_dir, resume=cfg.resume, train_eval_loader=train_eval_loader(loaders["train"]),
             seed=cfg.seed, progress=ctx.progress, logger=ctx.run, extra={"run_id": ctx.run.run_id},
         )
         fit = trainer.fit()  # best weights (lowest val_loss) loaded
+        ctx.run.set_tags({"precision": fit.precision, "stopped_on_budget": str(fit.stopped_on_budget).lower()})
         metrics: dict[str, float] = {k: v for k, v in fit.best.items() if k.startswith("val_")}
         metrics["best_epoch"] = float(fit.best_epoch or 0)
         device = trainer.device

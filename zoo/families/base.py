@@ -88,7 +88,7 @@ class Family(abc.ABC):
     direction: ClassVar[str] = "maximize"
     has_classes: ClassVar[bool] = True
     contract_params: ClassVar[dict[str, str]] = {}
-    # Whether fit_fold hands the common `budget` (and `budget_last_epoch`) to its Trainer. A family
+    # Whether fit_fold hands the common `budget` (as `self.time_budget()`) to its Trainer. A family
     # that does not is refused a budget up front: a run that ignored it would look time-boxed and
     # not be.
     takes_budget: ClassVar[bool] = False
@@ -112,11 +112,21 @@ class Family(abc.ABC):
             from zoo.families import FAMILIES  # the registry imports this module
 
             timed = ", ".join(n for n in FAMILIES.names() if FAMILIES.get(n).takes_budget)
-            raise ValueError(f"family {self.name!r} does not train under a wall-clock budget yet (budget={cfg.budget:g}); "
+            raise ValueError(f"family {self.name!r} does not train under a wall-clock budget (budget={cfg.budget:g}); "
                              f"these families do: {timed}. Drop {example('budget', f'{cfg.budget:g}')} "
                              f"and bound the run with epochs and patience")
         # parses the family's own parameters: a bad value fails before any run exists
         self.params: dict[str, Any] = parse_params(self.declarations(), dict(cfg.family_params), cfg.preset)
+
+    def time_budget(self):
+        """The Trainer's :class:`~zoo.train.budget.TimeBudget` from the common ``budget``,
+        ``budget_last_epoch`` and ``budget_schedule`` (None without a budget)."""
+        from zoo.train.budget import TimeBudget
+
+        cfg = self.cfg
+        if cfg.budget is None:
+            return None
+        return TimeBudget(cfg.budget, last_epoch_min=cfg.budget_last_epoch, schedule=cfg.budget_schedule)
 
     # -- declarations --------------------------------------------------------------------------
     @classmethod

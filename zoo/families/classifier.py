@@ -104,6 +104,7 @@ class ClassifierFamily(Family):
     has_classes: ClassVar[bool] = True
     # The contract test's tiny 3-class set: the small CNN, no stain decomposition of noise images.
     contract_params: ClassVar[dict[str, str]] = {"arch": "sequential_cnn", "stain_aug": "false"}
+    takes_budget: ClassVar[bool] = True  # fit_fold passes self.time_budget() to the Trainer
 
     @property
     def arch(self) -> str:
@@ -162,10 +163,12 @@ class ClassifierFamily(Family):
             net, nn.CrossEntropyLoss(label_smoothing=p["label_smoothing"]), loaders["train"], loaders["val"],
             epochs=cfg.epochs, patience=cfg.patience, lr=cfg.lr, device=cfg.device, callbacks=list(ctx.callbacks),
             checkpoint_dir=ctx.checkpoint_dir, resume=cfg.resume, svm=False, classes=classes,
+            precision=cfg.precision, val_every=cfg.val_every, budget=self.time_budget(),
             severity=ctx.severity, ontology=ctx.ontology, seed=cfg.seed, progress=ctx.progress,
             monitor=f"val_{self.primary_metric}", mode="max", logger=ctx.run, extra={"run_id": ctx.run.run_id},
         )
         fit = trainer.fit()
+        ctx.run.set_tags({"precision": fit.precision, "stopped_on_budget": str(fit.stopped_on_budget).lower()})
         metrics: dict[str, float] = {k: v for k, v in fit.best.items() if k.startswith("val_")}
         metrics["best_epoch"] = float(fit.best_epoch or 0)
         title = " ".join([cfg.family, *self.name_parts(), cfg.dataset, f"fold {ctx.fold}"])

@@ -121,7 +121,7 @@ class EmbeddingFamily(Family):
     direction: ClassVar[str] = "maximize"
     has_classes: ClassVar[bool] = True
     contract_params: ClassVar[dict[str, str]] = {"svm_every": "1", "embedding_dim": "16"}
-    takes_budget: ClassVar[bool] = True  # fit_fold passes budget, budget_last_epoch, budget_schedule to the Trainer
+    takes_budget: ClassVar[bool] = True  # fit_fold passes self.time_budget() to the Trainer
 
     def __init__(self, cfg) -> None:
         super().__init__(cfg)
@@ -195,7 +195,6 @@ class EmbeddingFamily(Family):
         from zoo.models import create_encoder
         from zoo.models.embedding_svm import EmbeddingSVMModel
         from zoo.train import Trainer, seed_everything
-        from zoo.train.budget import TimeBudget
 
         cfg, p = self.cfg, self.params
         classes = list(ctx.classes)
@@ -217,8 +216,7 @@ class EmbeddingFamily(Family):
             # The batched, tensor-normalised eval path over the same decoded cache (zoo.data.datasets).
             train_eval_loader=eval_loader(loaders["train"]), classes=classes, severity=ctx.severity,
             precision=cfg.precision, val_every=cfg.val_every,
-            budget=None if cfg.budget is None else TimeBudget(cfg.budget, last_epoch_min=cfg.budget_last_epoch,
-                                                              schedule=cfg.budget_schedule),
+            budget=self.time_budget(),
             svm_train_max=PRESETS[cfg.preset].get("svm_train_max"),
             ontology=ctx.ontology, seed=cfg.seed, progress=ctx.progress, monitor=f"val_{self.primary_metric}",
             mode="max" if self.direction == "maximize" else "min",

@@ -66,6 +66,10 @@ class ReferenceFamily(Family):
     primary_metric: ClassVar[str] = "precision_at_8"
     direction: ClassVar[str] = "maximize"
     has_classes: ClassVar[bool] = True
+    # No Trainer: features are extracted once (fp32, cached on disk), then a reducer and a SOM fit on
+    # them in seconds to minutes. There is no epoch loop over images for a budget, `precision` or
+    # `val_every` to act on; a budget is refused (Family.__init__), the other two do not apply.
+    takes_budget: ClassVar[bool] = False
     # The contract test's tiny set: timm's smallest test network, PCA, a 3x3 map.
     contract_params: ClassVar[dict[str, str]] = {"source_model": "timm:test_resnet", "reducer": "pca",
                                                  "latent": "4", "som_size": "3", "som_epochs": "3",

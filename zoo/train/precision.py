@@ -18,6 +18,7 @@ metrics, whatever the autocast dtype.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import logging
@@ -176,6 +177,22 @@ def cached_probe(model: nn.Module, input_shape: tuple[int, ...], *, cache_dir: s
     return speedup
 
 
+def _probe_loss(out) -> torch.Tensor:
+    """A scalar that depends on every floating tensor of a model's output: a tensor, or a tuple,
+    dict or dataclass of them (an autoencoder returns its reconstruction, mean and log-variance)."""
+    if dataclasses.is_dataclass(out) and not isinstance(out, type):
+        out = [getattr(out, f.name) for f in dataclasses.fields(out)]
+    elif isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, torch.Tensor):
+        return out.float().square().mean()
+    parts = [_probe_loss(o) for o in out if isinstance(o, torch.Tensor) and o.is_floating_point()
+             or isinstance(o, (list, tuple, dict)) or dataclasses.is_dataclass(o)] if isinstance(out, (list, tuple)) else []
+    if not parts:
+        raise TypeError(f"the precision probe cannot read a loss from a model output of type {type(out).__name__}")
+    return torch.stack(parts).sum()
+
+
 def probe_speedup(model: nn.Module, input_shape: tuple[int, ...], steps: int = 3, rounds: int = 3) -> float:
     """fp32 time / bf16 time of a training step (forward, backward, SGD update) of a *copy* of
     ``model`` on random inputs, on CPU. Rounds alternate fp32 and bf16 so that a neighbour's load
@@ -192,7 +209,7 @@ def probe_speedup(model: nn.Module, input_shape: tuple[int, ...], steps: int = 3
             with torch.autocast("cpu", dtype=dtype or torch.float32, enabled=dtype is not None):
                 out = probe_model(x)
             opt.zero_grad(set_to_none=True)
-            out.float().square().mean().backward()
+            _probe_loss(out).backward()
             opt.step()
         return time.perf_counter() - start
 
