@@ -7,4 +7,5 @@ bash "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 # Offline by design: nothing may download weights or data at run time (timm would retry ~45 s).
 export HF_HUB_OFFLINE=1 MPLBACKEND=Agg
-exec "${ZOO_VENV:-$ROOT/.venv}/bin/python" -m pytest -q -ra --timeout=900 "$@"
+# --durations: the slowest tests, in every log (where CI time goes, machine by machine).
+exec "${ZOO_VENV:-$ROOT/.venv}/bin/python" -m pytest -q -ra --timeout=900 --durations=25 "$@"
