@@ -119,8 +119,13 @@ class TimeBudget:
         if self.last_epoch_min is None or not steps_per_epoch or not recent:
             return 0
         box = self.remaining - (self.val_time if validate_now else 0.0) - (self.val_time if validate_last else 0.0)
-        per_step = max(recent) / steps_per_epoch
-        steps = min(int(steps_per_epoch), int(box // per_step)) if per_step > 0 else 0
+        return self._steps_in(box, max(recent), steps_per_epoch)
+
+    def _steps_in(self, box: float, epoch_seconds: float, steps_per_epoch: int) -> int:
+        """Whole steps of an epoch costing ``epoch_seconds`` that fit in ``box`` seconds, or 0 when
+        fewer than ``last_epoch_min`` of the epoch fit."""
+        per_step = epoch_seconds / steps_per_epoch
+        steps = min(int(steps_per_epoch), int(box // per_step)) if per_step > 0 and box > 0 else 0
         return steps if steps > 0 and steps >= self.last_epoch_min * steps_per_epoch else 0
 
     def planned_end(self, epoch: int, steps_per_epoch: int | None, validate_now: bool, validates: bool = True,
@@ -163,11 +168,7 @@ class TimeBudget:
         # The shortened last epoch, as last_epoch_steps would size it (in whole steps).
         pay_now = validates and due and not adaptive
         box = remaining - (pending if pay_now else 0.0) - (v if validates else 0.0)
-        per_step = t / steps_per_epoch
-        steps = min(int(steps_per_epoch), int(box // per_step)) if per_step > 0 and box > 0 else 0
-        if steps <= 0 or steps < self.last_epoch_min * steps_per_epoch:
-            return float(end)
-        return end + steps / steps_per_epoch
+        return end + self._steps_in(box, t, steps_per_epoch) / steps_per_epoch
 
     def validation_interval(self, share: float = 0.1, most: int = 8) -> int:
         """Epochs between validations that keep validation to about ``share`` of the training time

@@ -177,17 +177,26 @@ def cached_probe(model: nn.Module, input_shape: tuple[int, ...], *, cache_dir: s
     return speedup
 
 
-def _probe_loss(out) -> torch.Tensor:
-    """A scalar that depends on every floating tensor of a model's output: a tensor, or a tuple,
-    dict or dataclass of them (an autoencoder returns its reconstruction, mean and log-variance)."""
-    if dataclasses.is_dataclass(out) and not isinstance(out, type):
-        out = [getattr(out, f.name) for f in dataclasses.fields(out)]
-    elif isinstance(out, dict):
-        out = list(out.values())
+def _floating_tensors(out):
+    """Every floating tensor of a model's output: a tensor, or tuples, lists, dicts and dataclasses
+    of them (an autoencoder returns its reconstruction, mean and log-variance)."""
     if isinstance(out, torch.Tensor):
-        return out.float().square().mean()
-    parts = [_probe_loss(o) for o in out if isinstance(o, torch.Tensor) and o.is_floating_point()
-             or isinstance(o, (list, tuple, dict)) or dataclasses.is_dataclass(o)] if isinstance(out, (list, tuple)) else []
+        if out.is_floating_point():
+            yield out
+    elif dataclasses.is_dataclass(out) and not isinstance(out, type):
+        for f in dataclasses.fields(out):
+            yield from _floating_tensors(getattr(out, f.name))
+    elif isinstance(out, dict):
+        for v in out.values():
+            yield from _floating_tensors(v)
+    elif isinstance(out, (list, tuple)):
+        for v in out:
+            yield from _floating_tensors(v)
+
+
+def _probe_loss(out) -> torch.Tensor:
+    """A scalar that depends on every floating tensor of a model's output."""
+    parts = [t.float().square().mean() for t in _floating_tensors(out)]
     if not parts:
         raise TypeError(f"the precision probe cannot read a loss from a model output of type {type(out).__name__}")
     return torch.stack(parts).sum()
