@@ -147,6 +147,12 @@ def report(rows: list[dict], sides: list[str], title: str) -> str:
             vals, [by[(plain, f)]["test_macro_f1"] for f in folds])
         lines.append(f"| `{s}` | {_span(epochs, '{:g}')} | {_span(wall, '{:.0f}')} | "
                      f"{' · '.join(f'{v:.3f}' for v in vals)} | {sum(vals) / len(vals):.3f} | {delta} |")
+        if s == plain and all("test_macro_f1_argmax" in by[(s, f)] for f in folds):
+            # The same run's head, arg-max without the SVM: what a softmax classifier is compared with.
+            head_vals = [by[(s, f)]["test_macro_f1_argmax"] for f in folds]
+            lines.append(f"| `{s}`, its head's arg-max (no SVM) | ″ | ″ | "
+                         f"{' · '.join(f'{v:.3f}' for v in head_vals)} | {sum(head_vals) / len(head_vals):.3f} | "
+                         f"{_interval(head_vals, vals)} |")
     zoo_sides = [s for s in sides if s.split(":")[0] != "plain"]
     if zoo_sides:
         ref = zoo_sides[0]

@@ -57,20 +57,55 @@ def test_arch_follows_the_preset_and_unknown_names_list_the_valid_ones():
         build_family("classifier", {"label_smoothing": "lots"})
 
 
+def test_augment_picks_the_papers_geometry_or_the_zoos_batched_one():
+    from zoo.data.batch_augment import BatchAugment, supports
+    from zoo.data.transforms import AUGMENT_DEFAULTS
+    from zoo.families.runner import build_family
+
+    paper = build_family("classifier", {"augment": "paper"})
+    aug = paper.augment()
+    assert aug["translate"] == 0.25 and aug["shear"] == pytest.approx(11.31, abs=0.01)  # shear factor 0.2
+    assert aug["brightness"] == 0.0 and aug["stain"] is not None     # the paper's colour: stain only
+    assert not supports(aug)                                         # stain runs per image
+    zoo = build_family("classifier", {"augment": "zoo", "stain_aug": "false"})
+    assert zoo.augment() == {} and supports(zoo.augment())           # the zoo's defaults, one warp per batch
+    warp = BatchAugment(**zoo.augment())
+    assert warp.translate == AUGMENT_DEFAULTS["translate"] and warp.brightness == AUGMENT_DEFAULTS["brightness"]
+    assert zoo.tags()["augment"] == "zoo"
+    with_stain = build_family("classifier", {"augment": "zoo", "stain_aug": "true"}).augment()
+    assert set(with_stain) == {"stain"} and not supports(with_stain)
+    # stain_aug=auto follows the augmentation: the paper's colour augmentation is the stain, the zoo's is jitter
+    assert paper.stain and "stain" in paper.augment() and paper.tags()["stain_aug"] == "true"
+    assert not build_family("classifier", {"augment": "zoo"}).stain
+    assert "stain" not in build_family("classifier", {"augment": "paper", "stain_aug": "false"}).augment()
+    # auto: per preset (the cpu preset's choice was measured: reports/classifier_augment_selection.md)
+    cpu, paper_preset = build_family("classifier", {}), build_family("classifier", {"preset": "paper"})
+    assert (cpu.augmentation, cpu.stain, cpu.name_parts()) == ("zoo", False, ["resnet18"])
+    assert (paper_preset.augmentation, paper_preset.stain) == ("paper", True)
+    assert paper_preset.name_parts() == ["resnext50_32x4d", "stain"]
+    with pytest.raises(ValueError, match="augment.*auto, paper, zoo"):
+        build_family("classifier", {"augment": "mild"})
+
+
 def test_declarations_output_columns_and_search_space():
     import optuna
 
     from zoo.families.runner import build_family
 
-    fam = build_family("classifier", {"stain_aug": "false"})
+    fam = build_family("classifier", {"stain_aug": "false", "augment": "paper"})
     assert fam.kind == "classifier" and fam.primary_metric == "macro_f1" and fam.direction == "maximize"
-    assert "stain_strength" not in fam.params                      # only applies with stain_aug
     assert fam.output_columns(CLASSES) == ["label", "confidence", *(f"p_{c}" for c in CLASSES), "lineage",
                                            "maturity"]
     assert "stain" not in fam.augment() and fam.augment()["translate"] == 0.25
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    trial = study.ask()
-    space = fam.search_space(trial)
-    assert 1e-5 <= space["lr"] <= 1e-2 and 0.0 <= space["label_smoothing"] <= 0.2
-    assert space["stain_aug"] is True and 0.0 <= space["stain_strength"] <= 0.2
-    assert trial.distributions["lr"].log                          # learning rate on a log scale
+    spaces = []
+    for _ in range(12):
+        trial = study.ask()
+        spaces.append(fam.search_space(trial))
+        assert trial.distributions["lr"].log                      # learning rate on a log scale
+    for space in spaces:
+        assert 1e-5 <= space["lr"] <= 1e-2 and 0.0 <= space["label_smoothing"] <= 0.2
+        # the stain's strength is searched only where the stain is on
+        assert ("stain_strength" in space) == space["stain_aug"]
+        assert space.get("stain_strength", 0.0) <= 0.2
+    assert {s["stain_aug"] for s in spaces} == {False, True}

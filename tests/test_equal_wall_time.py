@@ -63,6 +63,21 @@ def test_report_gives_paired_intervals_against_plain_on_test_and_the_reference_o
         ewt.report(rows[:1], ["plain", "tml"], "t")
 
 
+def test_report_adds_the_plain_heads_arg_max_where_every_fold_has_it(ewt):
+    from zoo.evaluate.paired import paired_difference
+
+    plain, head = [0.82, 0.83, 0.81], [0.79, 0.81, 0.80]
+    rows = ([{**_row("plain", f, v), "test_macro_f1_argmax": h} for f, (v, h) in enumerate(zip(plain, head))]
+            + [_row("classifier", f, 0.78, val=0.78) for f in range(3)])
+    text = ewt.report(rows, ["plain", "classifier"], "t")
+    d = paired_difference([100 * v for v in head], [100 * v for v in plain])
+    assert (f"| `plain`, its head's arg-max (no SVM) | ″ | ″ | 0.790 · 0.810 · 0.800 | 0.800 | "
+            f"{'**' if d.excludes_zero else ''}{d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}]") in text
+    # rows written before the arg-max was recorded: no such line, nothing made up
+    rows[0] = _row("plain", 0, 0.82)
+    assert "arg-max" not in ewt.report(rows, ["plain", "classifier"], "t")
+
+
 def test_runs_every_side_of_a_fold_at_once_and_keeps_finished_folds(ewt, tmp_path):
     """End to end on the tiny set: a plain side and a zoo side train a few seconds each in their own
     processes and stores; the zoo row carries the validation macro-F its MLflow run selected on; a
@@ -79,10 +94,31 @@ def test_runs_every_side_of_a_fold_at_once_and_keeps_finished_folds(ewt, tmp_pat
         zoo = rows[1]
         assert 0.0 <= zoo["val_macro_f1"] <= 1.0 and zoo["train_seconds"] > 0 and zoo["epochs"] >= 1
         assert (out / "tml_backbone_resnet10t_batch_size_8_num_workers_0.db").exists()  # a store per side
-        assert (out / "report.md").read_text().count("| `") == 3  # 2 sides on test, 1 zoo side on validation
+        report = (out / "report.md").read_text()
+        # 2 sides on test plus the plain loop's own arg-max, 1 zoo side on validation
+        assert report.count("| `") == 4 and "| `plain`, its head's arg-max (no SVM) |" in report
+        assert 0.0 <= rows[0]["test_macro_f1_argmax"] <= 1.0
         before = (out / "rows.jsonl").read_text()
         assert ewt.main(args) == 0  # the fold is kept, not rerun
         assert (out / "rows.jsonl").read_text() == before
         with pytest.raises(SystemExit, match="fold 0 was run with sides"):
             ewt.main([*args[:-2], "plain", "guided"])
         assert (out / "rows.jsonl").read_text() == before
+
+
+def test_the_plain_loops_head_logits_come_from_the_features_the_svm_sees():
+    import numpy as np
+    import torch
+
+    spec = importlib.util.spec_from_file_location("plain_loop", REPO / "benchmarks" / "plain_loop.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    loop = mod.PlainLoop(3, seed=0)
+    images = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    feats, logits = loop.features(images, batch=2, logits=True)
+    assert feats.shape == (5, 512) and logits.shape == (5, 3)
+    # the same features either way (another batch size may pick another kernel: float rounding only)
+    assert np.allclose(loop.features(images), feats, atol=1e-4)
+    with torch.no_grad():                                              # the model's own forward, eval mode
+        x = ((images.float() / 255 - mod.MEAN) / mod.STD).contiguous(memory_format=torch.channels_last)
+        assert torch.allclose(torch.from_numpy(logits), loop.model.eval()(x), atol=1e-5)

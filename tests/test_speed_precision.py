@@ -83,6 +83,6 @@ def test_the_probe_reads_a_loss_from_any_model_output():
     assert float(loss.detach()) == pytest.approx(4.0 + 1.0)
     loss.backward()
     assert a.grad is not None and b.grad is not None
-    assert float(_probe_loss((a, {"m": b}))) == pytest.approx(5.0)
+    assert float(_probe_loss((a, {"m": b})).detach()) == pytest.approx(5.0)
     with pytest.raises(TypeError, match="model output of type str"):
         _probe_loss("logits")

@@ -1,8 +1,9 @@
 """The softmax classifier of the ResNeXt paper (seed 004, Matek et al. 2021): a timm network with
 a class head (ResNeXt-50 32x4d in the ``paper`` preset, resnet18 in ``cpu``, the paper's simpler
 sequential CNN as ``arch=sequential_cnn``), cross-entropy (optional label smoothing),
-class-balanced sampling per epoch, the paper's geometric augmentation and Macenko stain
-augmentation with the Tellez et al. perturbation.
+class-balanced sampling per epoch, and the paper's augmentation (strong shifts and shears,
+Macenko stain augmentation with the Tellez et al. perturbation) in the ``paper`` preset or the
+zoo's milder one-warp-per-batch augmentation in ``cpu`` (``augment``).
 
 Per fold: train with early stopping on the validation macro-F of the arg-max predictions (no SVM
 stage), then on the test fold: per-class precision/recall strict and tolerant (``per_class.csv``,
@@ -33,15 +34,26 @@ from zoo.train import Trainer
 
 #: ``arch=auto``: the network per preset (the paper's ResNeXt-50 one parameter away).
 ARCH_BY_PRESET = {"cpu": "resnet18", "paper": "resnext50_32x4d"}
+#: ``augment=auto``: the augmentation per preset (see :meth:`ClassifierFamily.augment`). The cpu
+#: preset's: on PBC at 12 minutes the paper's strong shifts and shears cost 8 pp of validation
+#: macro-F against the zoo's milder warp (reports/classifier_augment_selection.md).
+AUGMENT_BY_PRESET = {"cpu": "zoo", "paper": "paper"}
 
 CLASSIFIER_PARAMS: tuple[Param, ...] = (
     Param("arch", str, "auto", "timm model name, or 'sequential_cnn' (the paper's simpler CNN); "
                                "auto = resnet18 (cpu preset) / resnext50_32x4d (paper preset); "
                                "the classifier uses this, not 'backbone'"),
+    Param("augment", str, "auto", "the geometric/colour augmentation: 'paper' (the paper's: rotation, "
+                                  "flips, shifts up to 25 %, shear 11.3 degrees, no colour jitter) or 'zoo' "
+                                  "(what tml/guided train with: shifts up to 5 %, shear 5 degrees, scale "
+                                  "0.95-1.05, colour jitter 0.1, one warp per batch); auto = per preset",
+          choices=("auto", "paper", "zoo")),
     Param("balance", bool, True, "class-balanced sampling per epoch (the paper upsampled rare classes)"),
-    Param("stain_aug", bool, True, "Macenko stain augmentation with the Tellez et al. perturbation"),
-    Param("stain_strength", float, 0.05, "Tellez sigma: concentrations scaled by U(1-s, 1+s), shifted by U(-s, s)",
-          low=0.0, high=0.5, when={"stain_aug": True}),
+    Param("stain_aug", bool, "auto", "Macenko stain augmentation with the Tellez et al. perturbation (per image, "
+                                      "in the loader's workers); auto = on with augment=paper (the paper's only "
+                                      "colour augmentation), off with augment=zoo (colour jitter instead)"),
+    Param("stain_strength", float, 0.05, "Tellez sigma: concentrations scaled by U(1-s, 1+s), shifted by U(-s, s) "
+                                         "(used when stain augmentation is on)", low=0.0, high=0.5),
     Param("label_smoothing", float, 0.0, "label smoothing of the cross-entropy", low=0.0, high=0.5),
 )
 
@@ -113,13 +125,25 @@ class ClassifierFamily(Family):
         arch = self.params["arch"]
         return check_architecture(ARCH_BY_PRESET[self.cfg.preset] if arch == "auto" else arch)
 
+    @property
+    def augmentation(self) -> str:
+        """``paper`` or ``zoo``: the ``augment`` parameter, ``auto`` resolved per preset."""
+        value = self.params["augment"]
+        return AUGMENT_BY_PRESET[self.cfg.preset] if value == "auto" else value
+
+    @property
+    def stain(self) -> bool:
+        """Whether the stain perturbation runs: ``stain_aug``, ``auto`` following :attr:`augmentation`."""
+        value = self.params["stain_aug"]
+        return self.augmentation == "paper" if value == "auto" else bool(value)
+
     def tags(self) -> dict[str, str]:
         p = self.params
-        return {"arch": self.arch, "balance": str(p["balance"]).lower(), "stain_aug": str(p["stain_aug"]).lower(),
-                "label_smoothing": f"{p['label_smoothing']:g}"}
+        return {"arch": self.arch, "augment": self.augmentation, "balance": str(p["balance"]).lower(),
+                "stain_aug": str(self.stain).lower(), "label_smoothing": f"{p['label_smoothing']:g}"}
 
     def name_parts(self) -> list[str]:
-        return [self.arch] + (["stain"] if self.params["stain_aug"] else [])
+        return [self.arch] + (["stain"] if self.stain else [])
 
     def search_space(self, trial) -> dict[str, Any]:
         from zoo.families.params import COMMON_PARAMS
@@ -128,18 +152,28 @@ class ClassifierFamily(Family):
         decl = {p.name: p for p in CLASSIFIER_PARAMS}
         return {"lr": lr.suggest(trial, low=1e-5, high=1e-2),
                 "label_smoothing": decl["label_smoothing"].suggest(trial, low=0.0, high=0.2),
-                "stain_aug": True,
-                "stain_strength": decl["stain_strength"].suggest(trial, low=0.0, high=0.2)}
+                **self._stain_space(trial, decl)}
+
+    @staticmethod
+    def _stain_space(trial, decl) -> dict[str, Any]:
+        """Stain augmentation on or off; its strength only where it is on (define-by-run)."""
+        if not trial.suggest_categorical("stain_aug", [False, True]):
+            return {"stain_aug": False}
+        return {"stain_aug": True, "stain_strength": decl["stain_strength"].suggest(trial, low=0.0, high=0.2)}
 
     def output_columns(self, classes: Sequence[str]) -> list[str]:
         return ["label", "confidence", *(f"p_{c}" for c in classes), "lineage", "maturity"]
 
     def augment(self) -> dict[str, Any]:
-        """The paper's augmentation: geometric (rotation, flips, shift 25 %, shear 20 %) + stain."""
+        """``augment=paper``: the paper's geometry (rotation, flips, shift 25 %, shear 20 %, i.e. a
+        shear factor of 0.2); ``zoo``: the zoo's defaults (``zoo.data.transforms.AUGMENT_DEFAULTS``,
+        what tml and guided train with). Plus the stain perturbation with ``stain_aug``, which
+        runs per image in the loader's workers; without it the whole augmentation is one warp per
+        batch on the training device (``zoo.data.batch_augment``)."""
         from zoo.data.transforms import MATEK_AUGMENT
 
-        aug: dict[str, Any] = dict(MATEK_AUGMENT)
-        if self.params["stain_aug"]:
+        aug: dict[str, Any] = dict(MATEK_AUGMENT) if self.augmentation == "paper" else {}
+        if self.stain:
             from zoo.data.stain import tellez_stain_jitter
 
             aug["stain"] = tellez_stain_jitter(self.params["stain_strength"])
